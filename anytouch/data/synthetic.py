@@ -1,0 +1,251 @@
+"""Built-in synthetic equivalents of every AnyTouch dataset (``root="synthetic"``), same sample contract as real data.
+
+Frames come from :mod:`anytouch.data.synthetic_render` at ``SyntheticConfig.render_size`` and then go through the
+same transforms as real data (spec 4.1: touch-train / touch-test, OF1 jitter 0.1, OF2 none, vision-train). The
+rendered content of sample ``i`` (object, pose, frames, caption, label) is a pure function of ``(seed, name, split,
+i)``; the augmentation draws come from torch's global RNG, exactly as for real data, so the engine's per-(epoch,
+index) seeding makes augmented samples reproducible too, and every epoch still sees fresh augmentations.
+
+Pre-training sources (spec 4.3, 4.5) keep their sensor ids and modality availability: stage-2 samples carry a
+pseudo camera image and a caption only where the real source has them (Cloth / YCB-Slide: neither; VisGel: no text;
+Octopi: no vision; a quarter of TAG rows withhold the text like its ``test_flag``). Probe labels (spec 4.6) are
+learnable from the pixels: material <-> texture/shape, roughness <-> texture amplitude, hardness <-> contact
+softness, Feel grasp success <-> both fingers in firm contact (failure = one weak, shifted contact), OF 7 classes.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .config import PRETRAIN_SOURCES, DataConfig, SyntheticConfig
+from .probe_sets import HARD_MATERIALS, OF1_JITTER, PROBE_NAMES, TOUCH_JITTER, carve_validation, default_train
+from .registry import build_pretrain_set
+from .synthetic_render import (LOOKS, OF_MATERIALS, TAG_MATERIALS, caption, random_scene, render_grasp, render_touch,
+                               render_vision)
+from .text import empty_text, encode_text
+from .transforms import TouchTransform, VisionTransform
+
+__all__ = ["build_synthetic", "build_synthetic_pretrain", "SYNTHETIC_NAMES", "CLIP_KINDS"]
+
+CLIP_KINDS = ("image", "video", "cross_image", "cross_video")
+
+
+@dataclass(frozen=True)
+class _Source:
+    sensors: Tuple[int, ...]
+    vision: bool
+    text: bool
+    materials: Tuple[int, ...] = tuple(range(20))  # indices into TAG_MATERIALS
+    stride: float = 1.0  # frame stride of clips (YCB-Slide uses 3, spec 4.4)
+    video: bool = True
+    text_withheld: float = 0.0  # fraction of samples whose text is withheld (TAG test_flag rows)
+
+
+SOURCES: Dict[str, _Source] = {
+    "tacquad": _Source((3, 1, 4), vision=True, text=True),
+    "of_real": _Source((2,), vision=True, text=True, materials=(0, 2, 3, 4, 6, 16, 18)),
+    "visgel": _Source((0,), vision=True, text=False),
+    "cloth": _Source((0,), vision=False, text=False, materials=(4, 7, 9, 13, 14, 19)),
+    "octopi": _Source((3,), vision=False, text=True),
+    "tag": _Source((0,), vision=True, text=True, text_withheld=0.25),
+    "ssvtp": _Source((1,), vision=True, text=True, video=False),
+    "tvl": _Source((1,), vision=True, text=True),
+    "ycb_slide": _Source((1,), vision=False, text=False, stride=3.0),
+}
+assert tuple(SOURCES) == PRETRAIN_SOURCES
+SYNTHETIC_NAMES = PRETRAIN_SOURCES + PROBE_NAMES
+OBJECTS_PER_SOURCE = 16
+_CACHE_SIZE = 2048  # rendered samples memoised per dataset object and process (~50 KB per 4-frame clip)
+
+
+def _seed(*keys) -> np.random.SeedSequence:
+    return np.random.SeedSequence([k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys])
+
+
+@lru_cache(maxsize=256)
+def _caption_tokens(text: str):
+    return encode_text(text)
+
+
+class _Synthetic(Dataset):
+    """Shared plumbing: the scene generator of each sample (augmentation draws come from torch's global RNG)."""
+
+    def __init__(self, key: str, split: str, cfg: SyntheticConfig, indices: Sequence[int]):
+        self.key, self.split, self.cfg, self.indices = key, split, cfg, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _rng(self, i: int) -> np.random.Generator:
+        """The numpy generator of sample ``i``: a pure function of (seed, key, split, index)."""
+        if not 0 <= i < len(self.indices):
+            raise IndexError(f"index {i} out of range for a synthetic set of {len(self.indices)} samples")
+        return np.random.default_rng(_seed(self.cfg.seed, self.key, self.split, self.indices[i]))
+
+
+class SyntheticProbe(_Synthetic):
+    """A probe set (spec 4.6): ``touch`` (3,H,W) (Feel: (2,3,H,W), A then B), ``sensor``, ``label``, ``source``."""
+
+    def __init__(self, name: str, split: str, image_size: int, cfg: SyntheticConfig, train: bool,
+                 indices: Sequence[int], sensor: int):
+        super().__init__("tag" if name.startswith("tag_") else name, "train" if split == "val" else split, cfg, indices)
+        self.name, self.sensor = name, sensor
+        jitter = OF1_JITTER if name in ("of1", "of2") else TOUCH_JITTER
+        self.transform = TouchTransform(image_size, train=train, jitter=jitter, antialias=True)
+
+    def __getitem__(self, i: int) -> dict:
+        rng = self._rng(i)
+        size = self.cfg.render_size
+        if self.name == "feel":
+            label = int(rng.integers(2))
+            raw = render_grasp(rng, bool(label), size)  # (2, 3, R, R): A, B
+        else:
+            if self.name in ("of1", "of2"):
+                label = int(rng.integers(len(OF_MATERIALS)))
+                material, look = OF_MATERIALS[label], LOOKS[-1]
+            else:
+                m = int(rng.integers(len(TAG_MATERIALS)))
+                material, look = TAG_MATERIALS[m], LOOKS[0]
+                label = {"tag_material": m, "tag_roughness": int(material.rough),
+                         "tag_hardness": int(m in HARD_MATERIALS)}[self.name]
+            raw = render_touch(random_scene(rng, material), look, size, rng, [float(rng.uniform(0.6, 1.0))])[0]
+        touch = self.transform(torch.from_numpy(raw))
+        return {"touch": touch, "sensor": self.sensor, "label": label, "source": self.name}
+
+
+class SyntheticPretrain(_Synthetic):
+    """One pre-training source. ``clip``: ``image`` (3,H,W), ``video`` (4,3,H,W) (stage 2 adds vision/text with
+    flags), ``cross_image`` (3,H,W) / ``cross_video`` (3,3,H,W) frames for :class:`~anytouch.data.cross.
+    CrossSensorDataset` (``object_ids`` / ``sensor_ids`` attributes: with k sensors, sample i shows object
+    ``(i // k) % 16`` through sensor ``i % k``, so consecutive TacQuad samples show one object through all three)."""
+
+    def __init__(self, name: str, image_size: int, cfg: SyntheticConfig, clip: str, stage: int, train: bool,
+                 vision_size: int, antialias: Optional[bool] = None, jitter=TOUCH_JITTER):
+        if clip in ("video", "cross_video") and not SOURCES[name].video:
+            raise ValueError(f"synthetic {name!r} has no clips (like the real {name}); use clip='image'")
+        # cross-sensor anchors come from TacQuad only; give them their own count so that one cross batch fits
+        count = cfg.cross_samples if (clip.startswith("cross") and name == "tacquad") else cfg.num_samples
+        super().__init__(name, "train", cfg, range(count))
+        self.name, self.clip, self.vision_size = name, clip, vision_size
+        self.multimodal = stage == 2 and not clip.startswith("cross")
+        self.src = SOURCES[name]
+        self.num_frames = {"image": 1, "video": 4, "cross_image": 1, "cross_video": 3}[clip]
+        self._cache: Dict[int, tuple] = {}
+        n, k = np.arange(count), len(self.src.sensors)
+        self.object_ids = (n // k) % OBJECTS_PER_SOURCE
+        self.sensor_ids = np.asarray(self.src.sensors)[n % k]
+        if antialias is None:  # spec 4.1: no antialiasing for stage-1 video and cross video
+            antialias = not (clip == "cross_video" or (clip == "video" and stage == 1))
+        self.touch_tf = TouchTransform(image_size, train=train, jitter=jitter, antialias=antialias)
+        self.vision_tf = VisionTransform(vision_size, train=train)
+
+    def object_scene(self, rng: np.random.Generator, obj: int):
+        """Scene of object ``obj`` of this source: material and shape fixed per object, pose drawn from ``rng``."""
+        material = TAG_MATERIALS[self.src.materials[obj % len(self.src.materials)]]
+        shape = random_scene(np.random.default_rng(_seed(self.cfg.seed, self.name, "object", obj)), material).shape
+        return random_scene(rng, material, shape=shape)
+
+    def _content(self, i: int) -> tuple:
+        """The rendered (augmentation-free) content of sample ``i``: (raw frames uint8 (T,3,R,R), camera image
+        (3,R,R) or None, caption or None). A pure function of i, so it is memoised (bounded, per process)."""
+        if i in self._cache:
+            return self._cache[i]
+        rng = self._rng(i)
+        scene = self.object_scene(rng, int(self.object_ids[i]))
+        top = float(rng.uniform(0.6, 1.0))
+        depths = [top] if self.num_frames == 1 else list(np.linspace(top * 0.3, top, self.num_frames))
+        raw = render_touch(scene, LOOKS[int(self.sensor_ids[i])], self.cfg.render_size, rng, depths,
+                           stride=self.src.stride)
+        vision = text = None
+        if self.multimodal:
+            if self.src.vision:
+                vision = render_vision(scene, self.cfg.render_size, rng)
+            if self.src.text and rng.random() >= self.src.text_withheld:
+                text = caption(scene.material, int(rng.integers(4)))
+        if len(self._cache) < _CACHE_SIZE:
+            self._cache[i] = (raw, vision, text)
+        return raw, vision, text
+
+    def __getitem__(self, i: int) -> dict:
+        raw, vision, text = self._content(i)
+        touch = self.touch_tf(torch.from_numpy(raw if self.num_frames > 1 else raw[0]))
+        sample = {"touch": touch, "sensor": int(self.sensor_ids[i]), "source": self.name}
+        if self.multimodal:
+            if vision is not None:
+                sample["vision"], sample["vision_flag"] = self.vision_tf(torch.from_numpy(vision)), 1
+            else:
+                sample["vision"], sample["vision_flag"] = torch.zeros(3, self.vision_size, self.vision_size), 0
+            ids, mask = _caption_tokens(text) if text is not None else empty_text()
+            sample.update(text_ids=ids, text_mask=mask, text_flag=int(text is not None))
+        return sample
+
+
+_IGNORED = ("path", "text_dir", "split_id", "on_error")  # real-data options without meaning for synthetic data
+
+
+def build_synthetic(name: str, split: str = "train", image_size: int = 224, *, clip: str = "image", stage: int = 1,
+                    train: Optional[bool] = None, synthetic: Optional[SyntheticConfig] = None,
+                    config: Optional[SyntheticConfig] = None, num_samples: Optional[int] = None,
+                    seed: Optional[int] = None, render_size: Optional[int] = None, vision_size: int = 224,
+                    val_fraction: float = 0.0, val_seed: int = 0, sensor: Optional[int] = None,
+                    antialias: Optional[bool] = None, jitter=TOUCH_JITTER, **options) -> Dataset:
+    """The synthetic equivalent of dataset ``name`` (any name of :func:`anytouch.data.build_dataset`).
+
+    Args:
+        name: a pre-training source (``tacquad`` ... ``ycb_slide``) or a probe set (``tag_material`` ... ``of2``).
+        split: probes: ``train`` / ``val`` / ``test`` (``val`` needs ``val_fraction > 0``); pre-training: ``train``.
+        image_size: side of the touch tensors; ``vision_size``: side of stage-2 camera images.
+        clip: pre-training only: ``image`` (3,H,W), ``video`` (4,3,H,W), ``cross_image`` / ``cross_video``
+            ((3,H,W) / (3,3,H,W) frames with ``object_ids`` / ``sensor_ids``, for the cross-sensor sampler).
+        stage: 1 (touch, sensor, source) or 2 (image/video add vision, vision_flag, text_ids, text_mask, text_flag).
+        train: augmentation on/off (default: on for ``split="train"``, except OF2, like the real sets).
+        synthetic: the :class:`SyntheticConfig` (``config`` is accepted as another name for it); ``num_samples``,
+            ``seed``, ``render_size`` override its fields.
+        val_fraction, val_seed: carve a validation part out of a probe training set (:func:`carve_validation`).
+        sensor: probe sensor id (default: 0 for TAG and Feel, -1 for OF1/OF2, spec 4.6 / 7 item 21).
+        antialias, jitter: pre-training touch transform settings (default as the real loaders, spec 4.1).
+        options: ``path``, ``text_dir``, ``split_id``, ``on_error`` are accepted and have no effect here.
+    Returns:
+        a Dataset of dicts following the sample contract of docs/design.md.
+    """
+    unknown = sorted(set(options) - set(_IGNORED))
+    if unknown:
+        raise TypeError(f"build_synthetic({name!r}): unknown option(s) {unknown}")
+    if synthetic is not None and config is not None:
+        raise TypeError("pass the SyntheticConfig as 'synthetic' or as 'config', not both")
+    cfg = synthetic if synthetic is not None else (config if config is not None else SyntheticConfig())
+    cfg = replace(cfg, **{k: v for k, v in dict(num_samples=num_samples, seed=seed, render_size=render_size).items()
+                          if v is not None})
+    train = default_train(name, split) if train is None else bool(train)
+    if name in PROBE_NAMES:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split {split!r} of synthetic {name!r}; expected 'train', 'val' or 'test'")
+        indices = list(range(num_samples if num_samples is not None else cfg.probe_samples))
+        if split != "test":
+            indices = carve_validation(indices, split, val_fraction, val_seed)
+        if sensor is None:
+            sensor = -1 if name in ("of1", "of2") else 0
+        return SyntheticProbe(name, split, image_size, cfg, train, indices, sensor)
+    if name not in SOURCES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of: {', '.join(SYNTHETIC_NAMES)}")
+    if clip not in CLIP_KINDS:
+        raise ValueError(f"clip {clip!r}; expected one of {CLIP_KINDS}")
+    if stage not in (1, 2):
+        raise ValueError(f"stage {stage!r}; expected 1 or 2")
+    if split != "train":
+        raise ValueError(f"pre-training set {name!r} has only split 'train' (spec 4.1), got {split!r}")
+    return SyntheticPretrain(name, image_size, cfg, clip, stage, train, vision_size, antialias, jitter)
+
+
+def build_synthetic_pretrain(data_cfg: DataConfig, stage: int, kind: str, image_size: int,
+                             vision_size: int) -> Dataset:
+    """:func:`anytouch.data.build_pretrain_set` on the synthetic sources: the nine sources mixed with
+    ``data_cfg.repeats`` (SSVTP left out of video kinds), or cross-sensor triplets for ``cross_*`` kinds; each
+    source has ``data_cfg.synthetic.num_samples`` samples. Prints the per-source count table on rank 0."""
+    return build_pretrain_set(replace(data_cfg, root="synthetic"), stage, kind, image_size, vision_size)

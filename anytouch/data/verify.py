@@ -1,0 +1,162 @@
+"""Check a data root before training: per dataset, how many samples the loaders find, which referenced files are
+missing and which do not decode (spec 4.3 layouts, 4.6 probe sets).
+
+Pre-training sources are opened as the stage-1 and stage-2 image loaders would open them (their index files,
+frames, camera frames and text files); index entries the loaders drop because a file is missing are counted from the
+loaders' own statistics. Probe sets are opened for their train and test splits. Every referenced file is then read
+with the loaders' reader (:func:`anytouch.data.io.read_image`, :func:`anytouch.data.text.load_text_file`); ``sample``
+limits that to a seeded random subset.
+
+CLI: ``python -m anytouch.data.verify --root DIR [--names tag,feel] [--sample 1000]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from typing import Dict, List, Optional, Sequence, Set
+
+import numpy as np
+from tqdm import tqdm
+
+from . import probe_sets  # registers the probe datasets
+from .config import PRETRAIN_SOURCES
+from .io import DataError, read_image
+from .registry import build_dataset
+from .text import load_text_file
+
+__all__ = ["VERIFY_NAMES", "verify", "format_rows", "main"]
+
+VERIFY_NAMES = PRETRAIN_SOURCES + probe_sets.PROBE_NAMES
+_SKIPPED_ON_PURPOSE = "clip frames"  # stats key of entries dropped for lack of earlier clip frames (t < 3): normal
+
+
+def _pretrain_files(name: str, root: str, row: Dict) -> Set[str]:
+    files: Set[str] = set()
+    errors = []
+    for stage in (1, 2):
+        try:
+            ds = build_dataset(name, root=root, clip="image", stage=stage, image_size=32, vision_size=32)
+        except DataError as e:
+            errors.append(e)
+            row["notes"].append(f"stage {stage}: {e}")
+            continue
+        row["samples"] = max(row["samples"], len(ds))
+        row["missing"] += sum(n for k, n in ds.stats.items() if not k.startswith(_SKIPPED_ON_PURPOSE))
+        if ds.stats:
+            row["notes"].append(f"stage {stage}: {ds.describe_stats()}")
+        for i in range(len(ds)):
+            e = ds.entry(i)
+            files.update(e["frames"])
+            files.update(p for p in (e["vision"], e["text"]) if p)
+    if len(errors) == 2:
+        raise errors[0]
+    row["broken"] = bool(errors)
+    return files
+
+
+def _probe_files(name: str, root: str, row: Dict) -> Set[str]:
+    files: Set[str] = set()
+    for split in ("train", "test"):
+        ds = build_dataset(name, split, root=root, image_size=32)
+        row["samples"] += len(ds)
+        files.update(p for paths, _ in ds.items for p in paths)
+    missing = sorted(p for p in files if not os.path.isfile(p))
+    row["missing"] += len(missing)
+    if missing:
+        row["notes"].append(f"missing e.g. {missing[0]}")
+    return {p for p in files if os.path.isfile(p)}
+
+
+def _check(path: str) -> None:
+    if path.endswith(".pt"):
+        load_text_file(path)
+    else:
+        read_image(path)
+
+
+def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[int] = None, seed: int = 0,
+           progress: bool = True) -> List[Dict]:
+    """Check the datasets ``names`` (default all of ``VERIFY_NAMES``) under ``root``.
+
+    Args:
+        sample: decode at most this many referenced files per dataset (seeded random subset); None = all.
+    Returns:
+        one dict per dataset: ``name``, ``status`` (``ok`` | ``problems`` | ``absent``), ``samples`` (train + test
+        for probe sets), ``files`` (distinct existing files referenced), ``checked`` (files decoded), ``missing``
+        (pre-training: index entries the stage-1 and stage-2 loaders drop for a missing frame, camera or text file,
+        summed over both; probe sets: distinct missing files), ``unreadable`` (files that fail to decode), ``notes``.
+        A source whose stage-1 loader opens but whose stage-2 loader does not (e.g. no text folder) has ``problems``.
+    """
+    names = list(VERIFY_NAMES if names is None else names)
+    unknown = sorted(set(names) - set(VERIFY_NAMES))
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; expected among {', '.join(VERIFY_NAMES)}")
+    rows = []
+    for name in names:
+        row = {"name": name, "status": "ok", "samples": 0, "files": 0, "checked": 0, "missing": 0, "unreadable": 0,
+               "notes": []}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the loaders warn about missing files; they are counted instead
+                if name in PRETRAIN_SOURCES:
+                    files = _pretrain_files(name, root, row)
+                else:
+                    files = _probe_files(name, root, row)
+        except (DataError, OSError) as e:
+            row.update(status="absent", notes=[str(e)])
+            rows.append(_finish(row))
+            continue
+        todo = sorted(files)
+        row["files"] = len(todo)
+        if sample is not None and len(todo) > sample:
+            todo = [todo[i] for i in sorted(np.random.default_rng(seed).choice(len(todo), sample, replace=False))]
+        bad = []
+        for path in tqdm(todo, desc=f"verify {name}", unit="file", disable=not progress, leave=False):
+            try:
+                _check(path)
+            except DataError as e:
+                bad.append(str(e))
+        row["checked"], row["unreadable"] = len(todo), len(bad)
+        if bad:
+            row["notes"].append(f"unreadable e.g. {bad[0]}")
+        if row["missing"] or row["unreadable"] or row.pop("broken", False):
+            row["status"] = "problems"
+        rows.append(_finish(row))
+    return rows
+
+
+def _finish(row: Dict) -> Dict:
+    row["notes"] = "; ".join(row["notes"])
+    return row
+
+
+def format_rows(rows: List[Dict]) -> str:
+    """The table :func:`main` prints (one line per dataset, then the notes of datasets with problems)."""
+    head = f"{'dataset':<14}{'status':<10}{'samples':>9}{'files':>9}{'checked':>9}{'missing':>9}{'unreadable':>11}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['name']:<14}{r['status']:<10}{r['samples']:>9}{r['files']:>9}{r['checked']:>9}"
+                     f"{r['missing']:>9}{r['unreadable']:>11}")
+    lines += [f"  {r['name']}: {r['notes']}" for r in rows if r["notes"] and r["status"] != "ok"]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
+    """CLI entry point; exits with status 1 if any checked dataset has problems."""
+    ap = argparse.ArgumentParser(prog="python -m anytouch.data.verify",
+                                 description="Per dataset: samples found, missing and unreadable files.")
+    ap.add_argument("--root", required=True, help="the data root (the original's tactile_datasets/)")
+    ap.add_argument("--names", help=f"comma-separated subset of: {','.join(VERIFY_NAMES)}")
+    ap.add_argument("--sample", type=int, help="decode at most this many files per dataset")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --sample subset")
+    a = ap.parse_args(argv)
+    rows = verify(a.root, a.names.split(",") if a.names else None, a.sample, a.seed)
+    print(format_rows(rows))
+    if any(r["status"] == "problems" for r in rows):
+        raise SystemExit(1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

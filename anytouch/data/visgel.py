@@ -1,0 +1,43 @@
+"""VisGel (Li et al. CVPR 2019, "Connecting Touch and Vision via Cross-Modal Prediction"): spec 4.3 - 4.5.
+
+Layout under ``<root>/visgel/images/``: touch ``touch/<...>/frameNNNN.jpg`` (4-digit), camera frames at the same
+relative path under ``vision/``. Sensor id 0 (GelSight); no text.
+
+Index (spec 7 bug 5: the original reads different files per loader, accepted here as alternatives):
+``<root>/contact_visgel.csv`` (col 0 relative to ``images/touch/``, stage 1 / 2) and
+``visgel/images/contact_visgel.csv`` (verbatim paths from the original repository root, cross kinds). Stage 1 / 2
+try the first file first, cross kinds the second; each row is resolved under ``images/touch/``, then as a verbatim
+``tactile_datasets/...`` path, then relative to root: the first location holding all the clip's frames wins.
+"""
+from __future__ import annotations
+
+import os
+
+from .base import FrameFormat, TouchDataset, read_rows
+
+FORMAT = FrameFormat(r"frame(\d{4})\.jpg", "frame{:04d}.jpg")
+
+
+class VisGel(TouchDataset):
+    """VisGel contact frames, sensor 0, camera frame in stage 2."""
+
+    source = "visgel"
+    default_dirs = ("visgel",)
+
+    def scan(self) -> None:
+        touch_root = os.path.join(self.dir, "images", "touch")
+        vision_root = os.path.join(self.dir, "images", "vision")
+        files = [os.path.join(self.root, "contact_visgel.csv"), os.path.join(self.dir, "images", "contact_visgel.csv")]
+        index = self.find_file(files[::-1] if self.clip.startswith("cross") else files, "contact index")
+        for lineno, row in read_rows(index):
+            found = self.find_clip(self.row_candidates(row[0], [touch_root]), FORMAT, f"{index}:{lineno}")
+            if not found:
+                continue
+            vision = None
+            if self.multimodal:
+                rel = os.path.relpath(os.path.join(found[0], found[1][-1]), touch_root)
+                vision = None if rel.startswith("..") else os.path.join(vision_root, rel)
+                if vision is None or not os.path.isfile(vision):
+                    self.note("vision frame missing", vision or rel)
+                    vision = None
+            self.add(*found, sensor=0, vision=vision)

@@ -1,0 +1,203 @@
+"""Embed tactile files with an AnyTouch touch encoder: images, videos and clip folders -> one feature row each.
+
+What becomes a row (spec 1.3: an image is a 3-frame clip of identical frames; a clip uses 3 consecutive frames):
+
+* an image file (``.png .jpg .jpeg .bmp .tif .tiff .webp``) -> one row, named by its path;
+* a video (``.mp4 .mov .avi .mkv .webm``, decoded with OpenCV) or a *clip folder* (a folder of frames, taken in
+  natural name order, when ``clip_folders=True``) -> 3-frame windows ``[t, t+1, t+2]`` every ``stride`` frames;
+  ``video_mode="clips"`` gives one row per window (named ``path#t``), ``"mean"`` one row per video: the mean of its
+  window features;
+* any other folder is searched recursively for images and videos.
+
+Frames are preprocessed like the original's test transform (:func:`anytouch.preprocess.preprocess_touch`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .data.io import DataError, read_image
+from .preprocess import preprocess_touch
+from .sensors import SensorLike
+
+__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "find_inputs", "iter_units", "embed_paths", "save_features"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+CLIP_FRAMES = 3
+
+
+def _natural_key(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTS
+
+
+def find_inputs(paths: Sequence[Union[str, Path]], clip_folders: bool = False) -> List[Tuple[str, Path]]:
+    """Expand ``paths`` into ``(kind, path)`` units with kind ``image``, ``video`` or ``clip`` (a frame folder).
+
+    Raises FileNotFoundError for a missing path, ValueError for a file of another type or when nothing is found.
+    """
+    units: List[Tuple[str, Path]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            ext = p.suffix.lower()
+            if ext not in IMAGE_EXTS + VIDEO_EXTS:
+                raise ValueError(f"{p}: unsupported file type {ext!r}; expected an image ({' '.join(IMAGE_EXTS)}) "
+                                 f"or a video ({' '.join(VIDEO_EXTS)})")
+            units.append(("image" if ext in IMAGE_EXTS else "video", p))
+        elif p.is_dir():
+            units += _walk(p, clip_folders)
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    if not units:
+        raise ValueError(f"no images or videos found under {', '.join(map(str, paths))} "
+                         f"(looked for {' '.join(IMAGE_EXTS + VIDEO_EXTS)})")
+    return units
+
+
+def _walk(folder: Path, clip_folders: bool) -> List[Tuple[str, Path]]:
+    entries = sorted(folder.iterdir(), key=_natural_key)
+    images = [e for e in entries if e.is_file() and _is_image(e)]
+    if clip_folders and images:
+        return [("clip", folder)]
+    out: List[Tuple[str, Path]] = [("image", e) for e in images]
+    out += [("video", e) for e in entries if e.is_file() and e.suffix.lower() in VIDEO_EXTS]
+    for sub in (e for e in entries if e.is_dir()):
+        out += _walk(sub, clip_folders)
+    return out
+
+
+def _video_frames(path: Path) -> Iterator[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"cannot open video {path} with OpenCV (corrupt file or missing codec)", str(path))
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def _frames(kind: str, path: Path) -> Iterator[Union[np.ndarray, torch.Tensor]]:
+    if kind == "video":
+        return _video_frames(path)
+    return (read_image(str(f)) for f in sorted(path.iterdir(), key=_natural_key) if f.is_file() and _is_image(f))
+
+
+def iter_units(units: Iterable[Tuple[str, Path]], image_size: int, stride: int = 1
+               ) -> Iterator[Tuple[str, Path, int, torch.Tensor]]:
+    """Yield ``(kind, path, t, tensor)``: images as (3, S, S) with t = 0; videos / clip folders as (3, 3, S, S)
+    windows starting at frame t, every ``stride`` frames. Raises DataError for a video or folder with < 3 frames."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    for kind, path in units:
+        if kind == "image":
+            yield kind, path, 0, preprocess_touch(read_image(str(path)), size=image_size)
+            continue
+        window: deque = deque(maxlen=CLIP_FRAMES)
+        count = 0
+        for t, frame in enumerate(_frames(kind, path)):
+            window.append(preprocess_touch(frame, size=image_size))
+            count += 1
+            start = t - CLIP_FRAMES + 1
+            if start >= 0 and start % stride == 0:
+                yield kind, path, start, torch.stack(list(window))
+        if count < CLIP_FRAMES:
+            raise DataError(f"{path}: {count} frame(s); a clip needs at least {CLIP_FRAMES}", str(path))
+
+
+@torch.no_grad()
+def embed_paths(encoder, paths: Sequence[Union[str, Path]], sensor: SensorLike = "universal", pooling: str = "cls",
+                batch_size: int = 32, video_mode: str = "clips", stride: int = 1, clip_folders: bool = False,
+                normalize: bool = False, dtype: Optional[torch.dtype] = None) -> Tuple[np.ndarray, List[str]]:
+    """Embed every unit found under ``paths`` (see the module docstring). Returns (features (N, P) float32, names).
+
+    ``dtype`` (e.g. ``torch.bfloat16`` on a GPU) runs the encoder under autocast; ``normalize`` L2-normalises rows.
+    """
+    if video_mode not in ("clips", "mean"):
+        raise ValueError(f"video_mode={video_mode!r}; expected 'clips' (one row per 3-frame window) or 'mean'")
+    units = find_inputs(paths, clip_folders)
+    dev = next(encoder.parameters()).device
+    feats: List[torch.Tensor] = []
+    keys: List[Tuple[str, Path, int]] = []
+    pending: Dict[int, List] = {4: [], 5: []}  # images and clips batch separately (different shapes)
+
+    def flush(ndim: int) -> None:
+        items = pending[ndim]
+        if not items:
+            return
+        x = torch.stack([t for *_, t in items]).to(dev)
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            feats.append(encoder(x, sensor, pooling=pooling).float().cpu())
+        keys.extend((k, p, t) for k, p, t, _ in items)
+        items.clear()
+
+    order: Dict[Tuple[str, str], int] = {}  # input order (batches of images and clips flush out of order)
+    for kind, path, t, x in iter_units(units, encoder.image_size, stride):
+        order.setdefault((kind, str(path)), len(order))
+        ndim = x.ndim + 1
+        pending[ndim].append((kind, path, t, x))
+        if len(pending[ndim]) == batch_size:
+            flush(ndim)
+    flush(4)
+    flush(5)
+    rows = torch.cat(feats)
+    names, out = _collect(rows, keys, video_mode, order)
+    if normalize:
+        out = torch.nn.functional.normalize(out, dim=-1)
+    return out.numpy(), names
+
+
+def _collect(rows: torch.Tensor, keys: List[Tuple[str, Path, int]], video_mode: str, order: Dict[Tuple[str, str], int]):
+    """Order rows by input, then window; with ``mean``, average each video's windows."""
+    groups: Dict[Tuple[str, str], List[Tuple[int, int]]] = {}
+    for i, (kind, path, t) in enumerate(keys):
+        groups.setdefault((kind, str(path)), []).append((t, i))
+    names, out = [], []
+    for (kind, path), items in sorted(groups.items(), key=lambda g: order[g[0]]):
+        items.sort()
+        if kind == "image":
+            names.append(path)
+            out.append(rows[items[0][1]])
+        elif video_mode == "mean":
+            names.append(path)
+            out.append(rows[[i for _, i in items]].mean(0))
+        else:
+            names += [f"{path}#{t}" for t, _ in items]
+            out += [rows[i] for _, i in items]
+    return names, torch.stack(out)
+
+
+def save_features(path: Union[str, Path], features: np.ndarray, names: Sequence[str],
+                  metadata: Optional[Dict[str, str]] = None) -> List[Path]:
+    """Write ``features`` to ``.npy`` or ``.safetensors`` (tensor ``features``; ``metadata`` + names as JSON in the
+    header) and the row names to ``<stem>.names.txt``, one per line. Returns the files written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        np.save(path, features.astype(np.float32))
+    elif path.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        meta = {**(metadata or {}), "names": json.dumps(list(names))}
+        save_file({"features": np.ascontiguousarray(features, dtype=np.float32)}, str(path), metadata=meta)
+    else:
+        raise ValueError(f"output {path}: unsupported extension {path.suffix!r}; expected .npy or .safetensors")
+    names_path = path.with_name(path.stem + ".names.txt")
+    names_path.write_text("".join(f"{n}\n" for n in names))
+    return [path, names_path]

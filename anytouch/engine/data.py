@@ -1,0 +1,91 @@
+"""Resumable, reproducible data loading for distributed training.
+
+* :class:`ShardSampler` shuffles with a generator seeded by (seed, epoch) -- the same permutation on every rank --
+  takes this rank's shard, and can start part-way through an epoch (mid-epoch resume skips the consumed samples
+  without drawing anything differently).
+* :class:`EpochSeeded` loads sample ``index`` of epoch ``epoch`` with the global RNGs seeded from
+  (seed, epoch, index), so augmentation does not depend on which worker loads it or on where the run was resumed.
+  The sampler yields ``(epoch, index)`` keys for it, which also works with persistent workers.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .dist import DistEnv
+from .rng import derive_seed, generator, seeded
+
+__all__ = ["ShardSampler", "EpochSeeded", "build_loader"]
+
+
+class ShardSampler(Sampler[Tuple[int, int]]):
+    """Per-rank shard of a dataset, reshuffled every epoch as a pure function of (seed, epoch).
+
+    Every rank gets ``len(dataset) // world_size`` samples (the tail is dropped so ranks run equal step counts).
+    Yields ``(epoch, index)``.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        if size < world_size:
+            raise ValueError(f"a dataset of {size} samples cannot be sharded over {world_size} ranks")
+        self.size, self.seed, self.rank, self.world_size, self.shuffle = size, seed, rank, world_size, shuffle
+        self.num_samples = size // world_size
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch and how many of this rank's samples to skip (already consumed before a resume)."""
+        if not 0 <= skip <= self.num_samples:
+            raise ValueError(f"cannot skip {skip} of {self.num_samples} samples")
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=generator(self.seed, "shuffle", self.epoch))
+        else:
+            order = torch.arange(self.size)
+        mine = order[self.rank: self.num_samples * self.world_size: self.world_size]  # rank-strided shard
+        for i in mine[self.skip:].tolist():
+            yield self.epoch, i
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+class EpochSeeded(Dataset):
+    """Wraps a map-style dataset; ``self[(epoch, index)]`` is ``dataset[index]`` drawn under
+    :func:`~anytouch.engine.rng.seeded` with seed derived from (seed, epoch, index).
+
+    A dataset with ``set_epoch`` (the cross-sensor sampler) is told the epoch here, in whichever process loads the
+    sample, so that persistent DataLoader workers see it too."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+        self._set_epoch = getattr(dataset, "set_epoch", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Tuple[int, int]):
+        epoch, index = key
+        if self._set_epoch is not None:
+            self._set_epoch(epoch)
+        with seeded(derive_seed(self.seed, "sample", epoch, index)):
+            return self.dataset[index]
+
+
+def build_loader(dataset: Dataset, batch_size: int, seed: int, env: DistEnv, num_workers: int = 0,
+                 shuffle: bool = True) -> DataLoader:
+    """A DataLoader over this rank's shard with ``drop_last=True``; call ``loader.sampler.set_epoch`` each epoch.
+
+    ``seed`` should differ per dataset of a run (derive it from the run seed and the loader name).
+    """
+    sampler = ShardSampler(len(dataset), seed, env.rank, env.world_size, shuffle)
+    if sampler.num_samples < batch_size:
+        raise ValueError(f"a dataset of {len(dataset)} samples gives {sampler.num_samples} per rank on "
+                         f"{env.world_size} ranks, fewer than one batch of {batch_size}")
+    return DataLoader(
+        EpochSeeded(dataset, seed), batch_size=batch_size, sampler=sampler, drop_last=True,
+        num_workers=num_workers, pin_memory=env.device.type == "cuda", persistent_workers=num_workers > 0,
+    )

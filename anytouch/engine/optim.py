@@ -1,0 +1,47 @@
+"""AdamW with the AnyTouch parameter groups (spec 6.2, timm's ``param_groups_weight_decay``)."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+__all__ = ["param_groups_weight_decay", "resolve_lr", "build_adamw"]
+
+
+def param_groups_weight_decay(model: nn.Module, weight_decay: float) -> List[Dict]:
+    """Two groups over the trainable parameters: no decay for every tensor with ``ndim <= 1`` or a name ending in
+    ``.bias`` (LayerNorms, biases, CLS embedding, logit scale); ``weight_decay`` for everything else (including
+    sensor tokens, mask token, position embeddings, projections). Frozen parameters are left out.
+
+    Each group carries ``names`` (parameter names, for inspection; ignored by the optimizer).
+    """
+    decay, no_decay = ([], []), ([], [])
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        group = no_decay if p.ndim <= 1 or name.endswith(".bias") else decay
+        group[0].append(p)
+        group[1].append(name)
+    return [
+        {"params": no_decay[0], "names": no_decay[1], "weight_decay": 0.0},
+        {"params": decay[0], "names": decay[1], "weight_decay": weight_decay},
+    ]
+
+
+def resolve_lr(lr: Optional[float], blr: float, eff_batch: int) -> float:
+    """The absolute learning rate: ``lr`` if given, else ``blr · eff_batch / 256`` (the MAE rule, spec 6.1)."""
+    if lr is not None:
+        return float(lr)
+    return blr * eff_batch / 256
+
+
+def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: Sequence[float] = (0.9, 0.99),
+                eps: float = 1e-8) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` over :func:`param_groups_weight_decay`. Uses the fused kernel when all parameters are
+    on CUDA."""
+    groups = param_groups_weight_decay(model, weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ValueError("the model has no trainable parameters")
+    fused = all(p.is_cuda for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)

@@ -1,0 +1,246 @@
+"""The stage-independent training job: setup, resume, the epoch loop, checkpoints, logging, shutdown.
+
+A stage subclasses :class:`Trainer`, builds its model, objective and loaders, calls :meth:`Trainer.setup`, and
+implements :meth:`Trainer.forward` (one batch -> the objective's output dict) and :meth:`Trainer.loss_parts`. The
+config must have ``train`` (:class:`anytouch.train.config.TrainConfig`), ``optim`` and ``run`` sections.
+
+Everything random in the loop is a function of (seed, epoch, step, rank, sample index) -- batch order (engine.
+interleave), shuffling and augmentation (engine.data), and what ``forward`` draws from :meth:`Trainer.generator` --
+so a run resumed from any checkpoint continues exactly like the uninterrupted run.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Type
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from ..config import load_config, parse_cli, save_config, to_dict
+from ..data.skip import SkipErrors, format_skipped, skipped_report
+from .checkpointing import LAST, find_resume, load_training_checkpoint, restore_rng, save_training_checkpoint
+from .dist import DistEnv, all_reduce_mean, gather_to_main, init_distributed, shutdown, wrap_ddp
+from .interleave import Interleaved
+from .logging import RunLogger, WindowMeans, peak_memory_gb
+from .optim import build_adamw, resolve_lr
+from .rng import generator, seed_all
+from .schedule import lr_at, universal_prob
+from .step import Stepper
+
+__all__ = ["NonFiniteLossError", "Trainer", "launch"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped on a NaN/inf loss; the checkpoints already written are untouched."""
+
+
+class Trainer:
+    """Subclasses set ``kind`` (checkpoint kind, e.g. "stage1") and ``title`` (for messages)."""
+
+    kind: str = ""
+    title: str = ""
+
+    def __init__(self, cfg: Any, env: DistEnv):
+        self.cfg, self.env = cfg, env
+        if cfg.train.accum_iter < 1:
+            raise ValueError(f"train.accum_iter must be >= 1, got {cfg.train.accum_iter}")
+        self.out = Path(cfg.run.output_dir)
+        self.log = RunLogger(self.out, env, cfg.run.tb_dir)
+        seed_all(cfg.run.seed + env.rank)
+        self.epoch, self.start_step = 0, 0  # the next batch to train on: (epoch, step within the epoch)
+        self.last_saved: Optional[Path] = None
+
+    def setup(self, model: nn.Module, objective: nn.Module, stream: Interleaved) -> None:
+        """Wrap ``objective`` (a module whose parameters include ``model``'s) for DDP and build the optimizer over
+        ``model``'s trainable parameters. ``model`` is what checkpoints hold (a TouchMAE or an AnyTouchModel)."""
+        t, o = self.cfg.train, self.cfg.optim
+        self.model, self.arch, self.stream = model, model.arch, stream
+        self.steps_per_epoch = stream.steps_per_epoch
+        self.eff_batch = max(t.batch_size.values()) * t.accum_iter * self.env.world_size
+        self.base_lr = resolve_lr(o.lr, o.blr, self.eff_batch)
+        # Objectives leave some parameters idle in a step (stage 1: the image or the video head; stage 2: e.g. the
+        # cross head in alignment steps). find_unused_parameters lets DDP finish its reduction anyway and keeps an
+        # idle parameter's grad None, so AdamW leaves it alone as in the original. (A 0-weighted dummy loss would give
+        # it zero gradients instead, and AdamW would still move it through momentum and weight decay.) The batch type
+        # is the same on every rank at a given step (engine.interleave), so ranks agree on what is idle.
+        self.ddp = wrap_ddp(objective, self.env, find_unused_parameters=True)
+        self.optimizer = build_adamw(model, self.base_lr, o.weight_decay, o.betas, o.eps)
+        self.stepper = Stepper(self.ddp, self.optimizer, self.env.device, t.precision, o.clip_grad)
+
+    # -- what a stage provides ------------------------------------------------------------------------------
+    def forward(self, name: str, batch: Dict[str, Any], step: int, p: float) -> Tuple[Dict[str, torch.Tensor], int]:
+        """Run ``self.ddp`` on one batch of loader ``name`` at global ``step`` (universal-sensor probability ``p``).
+        Returns (output dict with ``loss``, number of samples)."""
+        raise NotImplementedError
+
+    def loss_parts(self, name: str) -> Sequence[str]:
+        """The 0-d output entries logged for a batch of loader ``name``, ``loss`` first (a fixed list per loader:
+        ranks all-reduce them together)."""
+        raise NotImplementedError
+
+    def scalar_names(self, name: str, parts: Dict[str, float]) -> Dict[str, float]:
+        """Logged names of a ``name`` batch's parts (``train_loss_full`` is added for ``loss``): ``loss`` ->
+        ``train_loss_<name>`` (spec 6.5), ``loss_<x>`` -> ``train_loss_<name>_<x>``."""
+        return {f"train_loss_{name}{k[len('loss'):]}" if k.startswith("loss") else f"train_{k}_{name}": v
+                for k, v in parts.items()}
+
+    def generator(self, purpose: str, step: int) -> torch.Generator:
+        """A CPU generator for this rank at global ``step`` (masks, universal-sensor draws, ...)."""
+        return generator(self.cfg.run.seed, purpose, self.env.rank, step)
+
+    # -- resume / save --------------------------------------------------------------------------------------
+    def resume(self) -> None:
+        path = find_resume(self.cfg.run.resume, self.out)
+        if path is None:
+            if (self.out / LAST).exists():
+                self.log.print(f"note: starting fresh; {self.out / LAST} will be overwritten (run.resume=auto "
+                               f"continues it)")
+            return
+        ckpt = load_training_checkpoint(path, self.kind, self.arch.to_dict())
+        pos = ckpt["data_state"]
+        if pos["step_in_epoch"] and pos["steps_per_epoch"] != self.steps_per_epoch:
+            raise ValueError(
+                f"{path} stopped mid-epoch with {pos['steps_per_epoch']} steps per epoch, this run has "
+                f"{self.steps_per_epoch} (different data, batch size or number of processes); resume from an "
+                f"epoch checkpoint (run.resume={self.out}/checkpoint-<epoch>.pth) or with the original settings")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.stepper.load_state_dict(ckpt["scaler"])
+        restore_rng(ckpt, self.env)
+        self.epoch, self.start_step, self.last_saved = pos["epoch"], pos["step_in_epoch"], path
+        self.log.print(f"resumed from {path}: epoch {self.epoch}, step {self.start_step}/{self.steps_per_epoch}")
+
+    def save(self, epoch: int, next_epoch: int, next_step: int, epoch_end: bool) -> None:
+        save_training_checkpoint(
+            self.out, self.env, self.model, to_dict(self.cfg), self.optimizer, scaler=self.stepper.state_dict(),
+            epoch=epoch, step=next_epoch * self.steps_per_epoch + next_step, keep_epoch=epoch_end,
+            data_state={"epoch": next_epoch, "step_in_epoch": next_step, "steps_per_epoch": self.steps_per_epoch},
+        )
+        self.last_saved = self.out / LAST
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Train from the resume point to ``train.epochs`` (or ``train.max_steps``)."""
+        if self.env.is_main:
+            save_config(self.cfg, self.out / "config.yaml")
+        self.resume()
+        batches = dict(zip(self.stream.names, self.stream.num_batches))
+        self.log.print(f"{self.title}: {self.steps_per_epoch} steps/epoch {batches}, {self.cfg.train.epochs} epochs, "
+                       f"lr {self.base_lr:.3g} (effective batch {self.eff_batch}), {self.env.world_size} process(es) "
+                       f"on {self.env.device}, {self.stepper.dtype}")
+        while self.epoch < self.cfg.train.epochs:
+            finished = self.train_epoch(self.epoch, self.start_step)
+            self.epoch, self.start_step = self.epoch + 1, 0
+            if not finished:
+                break
+        self.log.close()
+
+    def train_epoch(self, epoch: int, start: int) -> bool:
+        """One epoch from step ``start``; returns False when ``train.max_steps`` ends the run."""
+        t, o, env, spe = self.cfg.train, self.cfg.optim, self.env, self.steps_per_epoch
+        meter, tic, samples, since_save, grad_norm = WindowMeans(), time.perf_counter(), 0, 0, float("nan")
+        self.log.progress(spe, start, f"epoch {epoch}")
+        for i, name, batch in self.stream.epoch(epoch, start):
+            step = epoch * spe + i  # global step of this stage
+            win_start = i - i % t.accum_iter
+            win_size = min(t.accum_iter, spe - win_start)  # the last window of an epoch may be shorter
+            sync = i + 1 == win_start + win_size
+            lr = lr_at(epoch * spe + win_start, spe, self.base_lr, t.epochs, o.warmup_epochs, o.min_lr)
+            p = universal_prob(step / spe, t.beta_start, t.beta_end, t.epochs)
+            with self.stepper.accumulate(sync):
+                with self.stepper.autocast():
+                    out, n = self.forward(name, batch, step, p)
+                parts = self.reduce_parts(out, name, epoch, i)
+                self.stepper.backward(out["loss"] / win_size)
+            if sync:
+                grad_norm = self.stepper.step(lr)
+                since_save += win_size
+
+            samples += n * env.world_size
+            rate = samples / (time.perf_counter() - tic)  # all ranks, since the last record
+            meter.add(train_loss_full=parts["loss"], **self.scalar_names(name, parts))
+            self.log.update(loss=f"{parts['loss']:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:.1f}")
+            if (step + 1) % t.log_every == 0:
+                self.log.log((step + 1) / spe, {**meter.pop(), "lr": lr, "sensor_p": p, "samples_per_s": rate,
+                             "grad_norm": float(grad_norm), "peak_mem_gb": peak_memory_gb(env.device)},
+                             epoch=epoch, step=step + 1)
+                tic, samples = time.perf_counter(), 0
+            if sync and i + 1 < spe:  # a mid-epoch window boundary (the epoch end is saved below)
+                stop = t.max_steps is not None and step + 1 >= t.max_steps
+                if stop or (t.ckpt_every_steps and since_save >= t.ckpt_every_steps):
+                    self.save(epoch, epoch, i + 1, epoch_end=False)
+                    since_save = 0
+                if stop:
+                    self.log.print(f"stopped at train.max_steps={t.max_steps}")
+                    return False
+        self.report_skipped(epoch)
+        self.save(epoch, epoch + 1, 0, epoch_end=True)
+        return t.max_steps is None or (epoch + 1) * spe < t.max_steps
+
+    def report_skipped(self, epoch: int) -> None:
+        """``data.on_error=skip``: print how many samples every rank's loaders skipped this epoch, and which, and
+        append them to ``<output_dir>/skipped.jsonl``. Nothing is skipped silently."""
+        records = []
+        for name, loader in self.stream.loaders.items():
+            ds = loader.dataset
+            while not isinstance(ds, SkipErrors) and isinstance(getattr(ds, "dataset", None), Dataset):
+                ds = ds.dataset  # through EpochSeeded and similar wrappers
+            records += [dict(r, loader=name, rank=self.env.rank, epoch=epoch) for r in skipped_report(ds)]
+        gathered = gather_to_main(records)
+        if not self.env.is_main or not any(gathered):
+            return
+        flat = [r for rank_records in gathered for r in rank_records]
+        self.log.print(f"epoch {epoch}: " + format_skipped(flat))
+        with open(self.out / "skipped.jsonl", "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in flat)
+
+    def reduce_parts(self, out: Dict[str, torch.Tensor], name: str, epoch: int, i: int) -> Dict[str, float]:
+        """Rank-averaged loss parts as floats; a part absent on some ranks is averaged over the ranks that have it.
+        The all-reduce makes a NaN on any rank visible to all, so every rank stops at the same step instead of the
+        healthy ones hanging in the next collective."""
+        names = list(self.loss_parts(name))
+        have = torch.tensor([k in out for k in names], dtype=torch.float32, device=self.env.device)
+        vals = torch.stack([out[k].detach().float() if k in out else have.new_zeros(()) for k in names])
+        sums = all_reduce_mean(torch.cat([vals, have]))
+        parts = {k: float(sums[j] / sums[len(names) + j]) for j, k in enumerate(names) if sums[len(names) + j] > 0}
+        if not all(math.isfinite(v) for v in parts.values()):
+            where = f"the last good checkpoint is {self.last_saved}" if self.last_saved else "no checkpoint saved yet"
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch}, step {i} of {self.steps_per_epoch} (global step "
+                f"{epoch * self.steps_per_epoch + i}), {name} batch: "
+                + ", ".join(f"{k}={v}" for k, v in parts.items()) + f"; {where}")
+        return parts
+
+    def close(self) -> None:
+        """Drop the DDP wrapper and the optimizer: they must be gone before the process group is destroyed."""
+        self.log.close()
+        self.ddp = self.stepper = self.optimizer = None
+
+
+def launch(trainer_cls: Type[Trainer], schema: type, argv: Sequence[str]) -> None:
+    """The body of a stage's ``main``: parse ``--config FILE ... key=value``, join the process group, train, and
+    tear down in the order DDP needs."""
+    import sys
+
+    module = trainer_cls.__module__
+    if module == "__main__":  # run as python -m anytouch.train.stageN
+        module = getattr(sys.modules["__main__"].__spec__, "name", module)
+    files, overrides = parse_cli(argv, schema, sys.modules[trainer_cls.__module__].__doc__ or "",
+                                 prog=f"python -m {module}")
+    cfg = load_config(schema, files, overrides)
+    env = init_distributed(cfg.run.device)
+    trainer = None
+    try:
+        trainer = trainer_cls(cfg, env)
+        trainer.fit()
+    finally:
+        if trainer is not None:
+            trainer.close()
+        del trainer
+        gc.collect()  # DDP holds reference cycles; collect it now, while the process group still exists
+        shutdown()

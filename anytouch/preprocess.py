@@ -1,0 +1,95 @@
+"""Turn PIL images, numpy arrays or uint8 tensors into the normalised tensors AnyTouch expects (spec 4.1).
+
+Touch frames use ImageNet statistics and a plain resize to (size, size) (aspect ratio not kept, bilinear,
+antialiased), exactly like the original test-time transform. Vision images use CLIP statistics: resize of the
+shorter side to ``size`` (bicubic, antialiased), centre crop.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD",
+    "to_uint8_chw", "preprocess_touch", "preprocess_vision", "normalize",
+]
+
+
+def to_uint8_chw(img: ImageLike) -> torch.Tensor:
+    """PIL image, (H,W,3) / (H,W) numpy array or (3,H,W) / (H,W,3) tensor -> (3,H,W) uint8 tensor (RGB).
+
+    Float arrays/tensors are taken to be in [0, 1].
+    """
+    if isinstance(img, Image.Image):
+        return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+    if isinstance(img, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(img))
+        if t.ndim == 2:
+            t = t.unsqueeze(-1).expand(-1, -1, 3)
+        if t.ndim != 3 or t.shape[-1] not in (3, 4):
+            raise ValueError(f"expected an (H,W,3) or (H,W) array, got shape {tuple(img.shape)}")
+        t = t[..., :3].permute(2, 0, 1)
+    elif isinstance(img, torch.Tensor):
+        t = img
+        if t.ndim == 2:
+            t = t.unsqueeze(0).expand(3, -1, -1)
+        if t.ndim != 3:
+            raise ValueError(f"expected a (3,H,W) tensor, got shape {tuple(img.shape)}")
+        if t.shape[0] not in (3, 4) and t.shape[-1] in (3, 4):
+            t = t.permute(2, 0, 1)
+        if t.shape[0] not in (3, 4):
+            raise ValueError(f"expected 3 channels, got shape {tuple(img.shape)}")
+        t = t[:3]
+    else:
+        raise TypeError(f"unsupported image type {type(img).__name__}; expected PIL.Image, numpy array or tensor")
+    if t.dtype == torch.uint8:
+        return t.contiguous()
+    if t.is_floating_point():
+        return (t.clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+    raise TypeError(f"unsupported image dtype {t.dtype}; expected uint8 or float in [0, 1]")
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(..., 3, H, W) float in [0,1] -> normalised."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - m) / s
+
+
+def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
+
+
+def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 224) -> torch.Tensor:
+    """One touch frame -> (3,size,size); a sequence of frames (a clip) -> (T,3,size,size). ImageNet-normalised."""
+    single = not isinstance(frames, (list, tuple))
+    seq = [frames] if single else list(frames)
+    if not seq:
+        raise ValueError("preprocess_touch got an empty clip")
+    x = torch.stack([to_uint8_chw(f) for f in seq]).float() / 255.0
+    x = _resize(x, (size, size), "bilinear").clamp(0, 1)
+    x = normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+    return x[0] if single else x
+
+
+def preprocess_vision(img: ImageLike, size: int = 224) -> torch.Tensor:
+    """A camera image -> (3,size,size), shorter side resized to ``size`` (bicubic), centre-cropped, CLIP-normalised."""
+    x = to_uint8_chw(img).float().unsqueeze(0) / 255.0
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = _resize(x, (nh, nw), "bicubic").clamp(0, 1)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    x = x[..., top:top + size, left:left + size]
+    return normalize(x, CLIP_MEAN, CLIP_STD)[0]

@@ -1,0 +1,210 @@
+"""``python -m anytouch.probe``: the linear probes of AnyTouch (Feng et al., ICLR 2025; spec 4.6 and 5).
+
+For every task of ``probe.tasks`` and every protocol (``official``: the original's loop, :mod:`.official`;
+``cached``: cached features and a hyper-parameter grid, :mod:`.cached`) this trains on the whole training set
+(test curves) and, when ``probe.val_fraction > 0``, again on the training set minus a carved validation split (val
+curves), then reports three numbers (:mod:`.selection`): the paper rule, the last epoch and the val-selected one.
+The selection run doubles the official protocol's cost; ``probe.val_fraction=0`` skips it (and the third number).
+Results go to ``<run.output_dir>/results.json`` and ``results.md`` (printed at the end); ``log.jsonl`` and the
+tensorboard curves to ``<run.output_dir>/<task>/<protocol>[_val]/`` (curves under ``run.tb_dir`` when set).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from ..api import load_encoder
+from ..config import load_config, parse_cli, save_config, to_dict
+from ..engine.dist import DistEnv, init_distributed, shutdown
+from ..engine.logging import RunLogger
+from ..engine.optim import resolve_lr
+from ..engine.rng import derive_seed, seed_all
+from ..engine.step import resolve_precision
+from ..models import TouchEncoder, get_arch
+from .cache import FeatureCache, checkpoint_identity
+from .cached import cached_features, fit_grid, grid_points
+from .config import PROTOCOLS, ProbeConfig
+from .official import fit_official
+from .report import markdown_table, result_rows, write_results
+from .tasks import Recipe, Task, build_split, get_task
+
+__all__ = ["load_probe_encoder", "ProbeRunner", "main"]
+
+
+def load_probe_encoder(checkpoint: Optional[str], arch: Optional[str] = None, seed: int = 0) -> TouchEncoder:
+    """The frozen touch encoder (eval mode, no gradients) of ``checkpoint``: any file or folder
+    :func:`anytouch.api.load_encoder` reads (its architecture comes from the file; ``arch`` helps only original and
+    CLIP files), or ``random:<preset>`` for a randomly initialised encoder (seeded with ``seed``)."""
+    if not checkpoint:
+        raise ValueError("probe.checkpoint is required: an anytouch / original AnyTouch / CLIP checkpoint file or "
+                         "folder, or random:<preset> (e.g. random:tiny) for a smoke test")
+    if checkpoint.startswith("random:"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = TouchEncoder(get_arch(checkpoint.split(":", 1)[1]))
+    else:
+        encoder = load_encoder(checkpoint, config=arch)
+    return encoder.eval().requires_grad_(False)
+
+
+class ProbeRunner:
+    """Everything one ``python -m anytouch.probe`` invocation does; :meth:`run` returns the result rows (rank 0)."""
+
+    def __init__(self, cfg: ProbeConfig, env: DistEnv):
+        p = cfg.probe
+        if p.protocol not in PROTOCOLS:
+            raise ValueError(f"probe.protocol={p.protocol!r}; expected one of {PROTOCOLS}")
+        if p.pooling not in ("cls", "global"):
+            raise ValueError(f"probe.pooling={p.pooling!r}; expected 'cls' or 'global'")
+        if not p.tasks:
+            raise ValueError("probe.tasks is empty; name at least one of tag_material ... of2")
+        self.tasks: List[Task] = [get_task(t) for t in p.tasks]
+        if p.views < 1 or p.epochs < 1:
+            raise ValueError(f"probe.views={p.views} and probe.epochs={p.epochs} must be >= 1")
+        if not 0.0 <= p.val_fraction < 1.0:
+            raise ValueError(f"probe.val_fraction={p.val_fraction}; expected 0 <= val_fraction < 1")
+        if cfg.run.resume:
+            raise ValueError("run.resume is not supported by the probes (a probe run is short); leave it empty")
+        if cfg.optim.clip_grad is not None and p.protocol != "official":
+            raise ValueError("optim.clip_grad is supported by the official protocol only (the original never clips)")
+        self.cfg, self.env = cfg, env
+        self.protocols = ["official", "cached"] if p.protocol == "both" else [p.protocol]
+        self.out = Path(cfg.run.output_dir)
+        self.date = datetime.now().isoformat(timespec="seconds")
+        self.dtype = resolve_precision(p.precision, env.device)
+        self.encoder = load_probe_encoder(p.checkpoint, p.arch, cfg.run.seed).to(env.device)
+        self.ckpt_id = checkpoint_identity(p.checkpoint, cfg.run.seed) if "cached" in self.protocols else None
+        self.cache = FeatureCache(p.cache_dir)
+        self.lr = resolve_lr(cfg.optim.lr, cfg.optim.blr, p.batch_size)
+
+    def log(self, msg: str) -> None:
+        if self.env.is_main:
+            print(msg, flush=True)
+
+    def recipe(self, task: Task) -> Recipe:
+        p, o, seed = self.cfg.probe, self.cfg.optim, self.cfg.run.seed
+        return Recipe(pooling=p.pooling, sensor=p.sensor, epochs=p.epochs, batch_size=p.batch_size, lr=self.lr,
+                      weight_decay=o.weight_decay, betas=tuple(o.betas), eps=o.eps, warmup_epochs=o.warmup_epochs,
+                      min_lr=o.min_lr, seed=derive_seed(seed, "probe-data", task.name),
+                      head_seed=derive_seed(seed, "probe-head", task.name))
+
+    def dataset(self, name: str, split: str, val_fraction: float):
+        return build_split(self.cfg.data, name, split, self.encoder.image_size, val_fraction=val_fraction,
+                           val_seed=self.cfg.probe.val_seed)
+
+    def _logger(self, task: Task, name: str) -> RunLogger:
+        tb = self.cfg.run.tb_dir
+        return RunLogger(self.out / task.name / name, self.env, Path(tb) / task.name / name if tb else None)
+
+    # -- protocols --------------------------------------------------------------------------------------------
+    def _official(self, task: Task, recipe: Recipe, sets: Dict[str, Any]):
+        p = self.cfg.probe
+        runs = [("train", "test", "official")] + ([("train_carved", "val", "official_val")] if "val" in sets else [])
+        out = []
+        for train, ev, log_name in runs:
+            logger = self._logger(task, log_name)
+            try:
+                out.append(fit_official(self.encoder, sets[train], {ev: sets[ev]}, task, recipe, env=self.env,
+                                        precision=p.precision, num_workers=self.cfg.data.num_workers,
+                                        eval_batch_size=p.eval_batch_size, clip_grad=self.cfg.optim.clip_grad,
+                                        logger=logger, log_every=p.log_every))
+            finally:
+                logger.close()
+        return out[0], (out[1] if len(out) > 1 else None), [(recipe.lr, recipe.weight_decay)], {}
+
+    def _cached(self, task: Task, recipe: Recipe, sets: Dict[str, Any]):
+        p, d = self.cfg.probe, self.cfg.data
+        root = d.root if d.root == "synthetic" else os.path.abspath(d.root)
+        feats, t0, images = {}, time.perf_counter(), 0
+        for part, ds in sets.items():
+            split = {"train_carved": "train", "val": "val"}.get(part, part)
+            vf = p.val_fraction if part in ("train_carved", "val") else 0.0
+            identity = {"checkpoint": self.ckpt_id, "dataset": {
+                "name": task.name, "split": split, "root": root, "path": d.paths.get(task.name),
+                "val_fraction": vf, "val_seed": p.val_seed}}
+            feats[part], hit = cached_features(
+                self.encoder, ds, task, recipe, identity=identity, views=p.views if part.startswith("train") else 1,
+                env=self.env, dtype=self.dtype, batch_size=p.eval_batch_size, num_workers=d.num_workers,
+                cache=self.cache, label=f"{task.name}-{part}", log=self.log)
+            if not hit and feats[part] is not None:
+                images += feats[part][0].shape[0] * feats[part][0].shape[1] * task.frames
+        info = {"extract_s": time.perf_counter() - t0, "extracted_images": images}
+        if not self.env.is_main:  # the heads are trained on rank 0 alone; it holds every feature
+            return None, None, None, info
+        points = grid_points(p.grid.lr, p.grid.weight_decay, (recipe.lr, recipe.weight_decay))
+        runs = [("train", "test", "cached")] + ([("train_carved", "val", "cached_val")] if "val" in sets else [])
+        out, t1 = [], time.perf_counter()
+        for train, ev, log_name in runs:
+            logger = self._logger(task, log_name)
+            try:
+                out.append(fit_grid(feats[train], {ev: feats[ev]}, task, recipe, points, device=self.env.device,
+                                    logger=logger, log_every=p.log_every))
+            finally:
+                logger.close()
+        info["fit_s"] = time.perf_counter() - t1
+        return out[0], (out[1] if len(out) > 1 else None), points, info
+
+    # -- the run ------------------------------------------------------------------------------------------------
+    def run_task(self, task: Task):
+        p = self.cfg.probe
+        recipe = self.recipe(task)
+        sets = {"train": self.dataset(task.name, "train", 0.0), "test": self.dataset(task.name, "test", 0.0)}
+        if p.val_fraction > 0:
+            sets["train_carved"] = self.dataset(task.name, "train", p.val_fraction)
+            sets["val"] = self.dataset(task.name, "val", p.val_fraction)
+        self.log(f"{task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()) + " samples; "
+                 f"{p.pooling} pooling, sensor {p.sensor}, lr {recipe.lr:g}, wd {recipe.weight_decay:g}, "
+                 f"batch {p.batch_size}, {p.epochs} epochs")
+        rows, curves, timings = [], {}, {}
+        for protocol in self.protocols:
+            t0 = time.perf_counter()
+            fn = self._official if protocol == "official" else self._cached
+            full, sel, points, info = fn(task, recipe, sets)
+            timings[protocol] = {"wall_s": time.perf_counter() - t0, **info}
+            if full is None:
+                continue
+            rows += result_rows(task.name, protocol, full, sel, points, p.checkpoint, self.date)
+            curves[protocol] = {"test_acc": full.evals["test"].acc[0].tolist(),
+                                "test_loss": full.evals["test"].loss[0].tolist(),
+                                "train_loss": full.train_loss[0].tolist()}
+            if sel is not None:
+                curves[protocol]["val_acc"] = sel.evals["val"].acc[0].tolist()
+            self.log(f"{task.name} {protocol}: " + ", ".join(f"{r['rule']} {r['accuracy']:.2f}%" for r in rows
+                                                              if r["protocol"] == protocol)
+                     + f" ({timings[protocol]['wall_s']:.1f} s)")
+        return rows, curves, timings
+
+    def run(self) -> List[Dict[str, Any]]:
+        if self.env.is_main:
+            save_config(self.cfg, self.out / "config.yaml")
+        self.log(f"probe: {self.cfg.probe.checkpoint} ({self.encoder.arch.name}), protocols {self.protocols}, "
+                 f"{self.env.world_size} process(es) on {self.env.device}, {self.dtype}")
+        rows, curves, timings = [], {}, {}
+        for task in self.tasks:
+            r, curves[task.name], timings[task.name] = self.run_task(task)
+            rows += r
+        if self.env.is_main:
+            write_results(self.out, rows, {"date": self.date, "checkpoint": self.cfg.probe.checkpoint,
+                                           "world_size": self.env.world_size, "device": str(self.env.device),
+                                           "config": to_dict(self.cfg), "timings": timings, "curves": curves})
+            self.log("\n" + markdown_table(rows) + f"\n\nwritten: {self.out / 'results.json'}, "
+                     f"{self.out / 'results.md'}")
+        return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+    files, overrides = parse_cli(sys.argv[1:] if argv is None else argv, ProbeConfig, __doc__ or "",
+                                 prog="python -m anytouch.probe")
+    cfg = load_config(ProbeConfig, files, overrides)
+    env = init_distributed(cfg.run.device)
+    seed_all(cfg.run.seed + env.rank)
+    try:
+        return ProbeRunner(cfg, env).run()
+    finally:
+        shutdown()

@@ -1,0 +1,114 @@
+"""Stage 1 of AnyTouch (Feng et al., ICLR 2025): masked autoencoding of tactile images and 4-frame clips.
+
+Spec 1.4-1.7 (model, universal-sensor schedule, losses), 3.5 (image/video interleaving), 6 (recipe, optimiser,
+schedule, checkpoints, logging). Run with torchrun (see ``train_stage1.sh``)::
+
+    python -m anytouch.train.stage1 --config configs/stage1.yaml model=tiny data=synthetic run.resume=auto
+
+Every random draw is a function of (seed, epoch, step, rank, sample index) -- batch order, shuffling, augmentation,
+masks and universal-sensor replacement -- so a run resumed from any checkpoint continues exactly like an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import torch
+
+from ..api import read_checkpoint
+from ..checkpoint import original, ours
+from ..checkpoint.hf_clip import hf_to_stage1, load_hf_clip
+from ..data import build_pretrain_set
+from ..engine.data import build_loader
+from ..engine.dist import DistEnv
+from ..engine.interleave import Interleaved
+from ..engine.rng import derive_seed
+from ..engine.schedule import replace_with_universal
+from ..engine.trainer import NonFiniteLossError, Trainer, launch
+from ..models import TouchMAE, get_arch
+from .config import ModelConfig, Stage1Config
+
+__all__ = ["build_model", "Stage1Trainer", "Stage1Config", "NonFiniteLossError", "main"]
+
+LOADERS = ("image", "video")
+
+
+def build_model(cfg: ModelConfig, log=print) -> TouchMAE:
+    """A TouchMAE for ``cfg.arch``, initialised per ``cfg.init`` (clip: spec 2.4; random; checkpoint)."""
+    model = TouchMAE(get_arch(cfg.arch))
+    if cfg.init == "clip":
+        if not cfg.clip_weights:
+            raise ValueError("model.init=clip needs model.clip_weights (a Hugging Face CLIP folder or weights file); "
+                             "use model.init=random to train from scratch")
+        sd, _ = load_hf_clip(cfg.clip_weights)
+        state, report = hf_to_stage1(sd, model.state_dict(), source=str(cfg.clip_weights), inflate=cfg.inflate)
+        model.load_state_dict(state)
+        log(report.summary())
+    elif cfg.init == "checkpoint":
+        if not cfg.checkpoint:
+            raise ValueError("model.init=checkpoint needs model.checkpoint (an anytouch or original AnyTouch file)")
+        _load_weights(model, cfg.checkpoint, log)
+    elif cfg.init != "random":
+        raise ValueError(f"model.init={cfg.init!r}; expected clip, random or checkpoint")
+    if cfg.grad_checkpointing:
+        model.encoder.set_grad_checkpointing()
+    return model
+
+
+def _load_weights(model: TouchMAE, path: str, log) -> None:
+    """Initialise ``model`` from a stage-1/stage-2 checkpoint (ours or the original's); strict."""
+    fmt, content, weights, _ = read_checkpoint(path)
+    if fmt == "ours":
+        if content["arch"] != model.arch.to_dict():
+            raise ValueError(f"{weights} holds a '{content['arch'].get('name')}' model but model.arch="
+                             f"{model.arch.name!r}; set model.arch to the checkpoint's architecture")
+        mae, report = ours.build_model(content, what="mae", source=str(weights))
+        state = mae.state_dict()
+    elif fmt.startswith("original"):
+        state, report = original.from_original(content, model.state_dict(), str(weights))
+    else:
+        raise ValueError(f"{weights} is a {fmt} checkpoint; start from CLIP with model.init=clip "
+                         f"model.clip_weights={path}")
+    model.load_state_dict(state)
+    log(report.summary())
+
+
+class Stage1Trainer(Trainer):
+    """Image and 4-frame video batches interleaved per epoch (spec 3.5), MAE with mask ratio 0.75, the universal
+    sensor schedule of spec 1.4."""
+
+    kind, title = "stage1", "stage 1"
+
+    def __init__(self, cfg: Stage1Config, env: DistEnv):
+        super().__init__(cfg, env)
+        t, seed = cfg.train, cfg.run.seed
+        if set(t.batch_size) != set(LOADERS):
+            raise ValueError(f"train.batch_size must give a size for each of {LOADERS}, got {t.batch_size}")
+        model = build_model(cfg.model, log=self.log.print).to(env.device)
+        size, vsize = model.arch.touch.image_size, model.arch.vision.image_size
+        stream = Interleaved({
+            kind: build_loader(build_pretrain_set(cfg.data, 1, kind, size, vsize), t.batch_size[kind],
+                               derive_seed(seed, kind), env, cfg.data.num_workers)
+            for kind in LOADERS
+        }, seed)
+        self.setup(model, model, stream)
+
+    def forward(self, name: str, batch: Dict[str, Any], step: int, p: float) -> Tuple[Dict[str, torch.Tensor], int]:
+        dev = self.env.device
+        touch = batch["touch"].to(dev, non_blocking=True)  # (B,3,H,W) images or (B,4,3,H,W) clips
+        sensor = replace_with_universal([batch["sensor"]], p, self.generator("universal", step))[0]
+        noise = torch.rand(len(touch), self.arch.touch.num_patches, generator=self.generator("mask", step))
+        out = self.ddp(touch, sensor.to(dev), mask_ratio=self.cfg.train.mask_ratio, noise=noise.to(dev))
+        return out, len(touch)
+
+    def loss_parts(self, name: str) -> Sequence[str]:
+        return ("loss", "loss_recon", "loss_pred") if name == "video" else ("loss", "loss_recon")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    launch(Stage1Trainer, Stage1Config, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Stage 2 of AnyTouch (Feng et al., ICLR 2025): touch-vision-text alignment, continued MAE and cross-sensor matching.
+
+Spec 2.5 (initialisation), 3.1 (what trains), 3.2-3.4 (losses, four interleaved loaders), 1.4 (universal-sensor
+schedule, restarted for this stage), 6 (recipe, optimiser, checkpoints, logging). Run with torchrun (see
+``train_stage2.sh``)::
+
+    python -m anytouch.train.stage2 --config configs/stage2.yaml model=tiny data=synthetic \\
+        model.stage1_checkpoint=log/output_stage1/checkpoint-last.pth
+
+As in stage 1, every random draw is a function of (seed, epoch, step, rank, sample index), so a resumed run continues
+exactly like an uninterrupted one, and the batch type of every step is the same on every rank (the original's
+differed, spec 7 item 24).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from ..api import read_checkpoint
+from ..checkpoint import original
+from ..checkpoint.common import check_state_dict, on_meta
+from ..checkpoint.hf_clip import hf_to_stage2, load_hf_clip
+from ..config import to_dict
+from ..data import build_pretrain_set
+from ..data.config import DataConfig
+from ..engine.data import build_loader
+from ..engine.dist import DistEnv
+from ..engine.interleave import Interleaved
+from ..engine.rng import derive_seed
+from ..engine.schedule import replace_with_universal
+from ..engine.trainer import Trainer, launch
+from ..losses import Stage2Objective
+from ..models import AnyTouchModel, TouchMAE, get_arch
+from ..models.config import ArchConfig
+from .config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+
+__all__ = ["Stage2Config", "LossConfig", "build_model", "load_stage1_touch", "prepare_batch", "Stage2Trainer", "main"]
+
+# loader name -> dataset kind, in the original's loader order (spec 3.4); the names give the tensorboard tags
+LOADERS = {"image": "image", "image_cross": "cross_image", "video": "video", "video_cross": "cross_video"}
+PARTS = {  # the logged parts of each batch type: a fixed list, so that ranks all-reduce tensors of the same length
+    "align": ("loss", "loss_align", "loss_mae", "loss_touch_vision", "loss_vision_text", "loss_touch_text",
+              "logit_scale"),
+    "cross": ("loss", "loss_pos", "loss_neg", "acc"),
+}
+# the arch fields a stage-1 checkpoint must share with the stage-2 model (its towers may differ)
+TOUCH_ARCH_FIELDS = ("projection_dim", "touch", "decoder", "num_sensors", "tokens_per_sensor", "num_frames",
+                     "pred_frames")
+
+
+@dataclass
+class Stage2ModelConfig(ModelConfig):
+    """``init``: ``clip`` = vision/text towers from ``clip_weights`` (spec 2.5), ``random`` = random towers (tests).
+    The touch branch (encoder + MAE decoder) comes from ``stage1_checkpoint``; without one, from CLIP as in stage 1
+    (``init=clip``) or random."""
+
+    stage1_checkpoint: Optional[str] = None  # ours (kind stage1) or an original stage-1 file
+    init_temp: float = 0.07  # logit_scale starts at ln(1 / init_temp) (spec 2.5 step 5)
+
+
+@dataclass
+class LossConfig:
+    """Weights and options of the stage-2 losses; defaults are the original ``config.py``'s (spec 3.2 / 3.3)."""
+
+    alpha_vt: float = 0.2  # touch-vision (the released script: 1.0)
+    alpha_vl: float = 0.2  # vision-text
+    alpha_lt: float = 1.0  # touch-text
+    halve_touch_text: bool = False  # the original does not halve the touch-text InfoNCE (spec 7 item 16)
+    cross_alpha: float = 1.0  # matching loss weight (the released script: 0.1)
+    gather: bool = False  # contrastive negatives from every rank, with gradient (the original: per GPU)
+    max_logit_scale: Optional[float] = None  # clamp logit_scale (e.g. 4.6052 = ln 100); the original does not
+
+
+@dataclass
+class Stage2TrainConfig(TrainConfig):
+    batch_size: Dict[str, int] = field(default_factory=lambda: {"image": 64, "image_cross": 32, "video": 64,
+                                                                "video_cross": 32})
+
+
+@dataclass
+class Stage2Config:
+    """``python -m anytouch.train.stage2 --config configs/stage2.yaml key.sub=value ...``"""
+
+    model: Stage2ModelConfig = field(default_factory=Stage2ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: Stage2TrainConfig = field(default_factory=Stage2TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="log/output_stage2"))
+
+
+# -- initialisation (spec 2.5) ------------------------------------------------------------------------------------
+def load_stage1_touch(path: str, arch: ArchConfig, log: Callable[[str], None] = print) -> Dict[str, torch.Tensor]:
+    """The TouchMAE state dict (encoder + decoder) of a stage-1 checkpoint: ours (kind ``stage1``, same touch arch)
+    or an original stage-1 file. Checked against ``TouchMAE(arch)``'s keys and shapes."""
+    fmt, content, weights, _ = read_checkpoint(path)
+    target = on_meta(lambda: TouchMAE(arch)).state_dict()
+    if fmt == "ours":
+        if content["kind"] != "stage1":
+            raise ValueError(f"model.stage1_checkpoint={path} is a {content['kind']!r} checkpoint; stage 2 starts from "
+                             "a stage-1 (MAE) checkpoint")
+        ours, want = content["arch"], arch.to_dict()
+        diff = [k for k in TOUCH_ARCH_FIELDS if ours.get(k) != want[k]]
+        if diff:
+            raise ValueError(f"model.stage1_checkpoint={path} has another touch architecture than model.arch="
+                             f"{arch.name!r} (differs in: {', '.join(diff)}); pick the preset stage 1 was trained with")
+        state = dict(content["model"])
+        check_state_dict(state, target, str(weights))
+        where = f"epoch {content.get('epoch')}, step {content.get('step')}" if "step" in content else "weights only"
+        log(f"touch branch from {weights} (anytouch stage-1 checkpoint, {where})")
+    elif fmt == "original_stage1":
+        state, report = original.from_original(content, target, str(weights))
+        log(report.summary())
+    else:
+        raise ValueError(f"model.stage1_checkpoint={path} is a {fmt} checkpoint; expected an anytouch stage-1 "
+                         "checkpoint or an original AnyTouch stage-1 file")
+    return state
+
+
+def build_model(cfg: Stage2ModelConfig, log: Callable[[str], None] = print) -> AnyTouchModel:
+    """The stage-2 AnyTouchModel initialised per spec 2.5 (LoRA on the vision tower's q/k/v/out with the arch's
+    rank and alpha; ``logit_scale`` = ln(1/init_temp)). Trainability is left to ``set_stage2_trainable``."""
+    arch = get_arch(cfg.arch)
+    model = AnyTouchModel(arch)
+    touch = load_stage1_touch(cfg.stage1_checkpoint, arch, log) if cfg.stage1_checkpoint else None
+    scale = math.log(1 / cfg.init_temp)
+    if cfg.init == "clip":
+        if not cfg.clip_weights:
+            raise ValueError("model.init=clip needs model.clip_weights (a Hugging Face CLIP folder or weights file) "
+                             "for the vision and text towers; use model.init=random for random towers (tests)")
+        sd, _ = load_hf_clip(cfg.clip_weights)
+        state, report = hf_to_stage2(sd, model.state_dict(), str(cfg.clip_weights), inflate=cfg.inflate,
+                                     logit_scale=scale, touch_state=touch)
+        model.load_state_dict(state)
+        log(report.summary())
+    elif cfg.init == "random":
+        if touch is not None:
+            model.touch.load_state_dict(touch)
+        else:
+            log("note: no model.stage1_checkpoint: the touch branch starts random")
+        with torch.no_grad():
+            model.logit_scale.fill_(scale)
+    else:
+        raise ValueError(f"model.init={cfg.init!r}; expected clip or random (the touch branch comes from "
+                         "model.stage1_checkpoint; to continue a stage-2 run use run.resume)")
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing()
+    return model
+
+
+# -- one step's inputs --------------------------------------------------------------------------------------------
+def prepare_batch(batch: Mapping[str, torch.Tensor], p: float, universal: torch.Generator,
+                  mask: Optional[torch.Generator], num_patches: int, device: torch.device) -> Dict[str, torch.Tensor]:
+    """Loader batch -> objective inputs on ``device``: sensor ids replaced by the universal id -1 with probability
+    ``p`` (one Bernoulli draw per sample from ``universal``, shared by anchor, positive and negative, spec 1.4), and
+    for alignment batches the MAE noise (B, num_patches) drawn from ``mask``."""
+    if "anchor" in batch:
+        roles = ("anchor", "positive", "negative")
+        ids = replace_with_universal([batch[f"{r}_sensor"] for r in roles], p, universal)
+        out = {r: batch[r] for r in roles}
+        out.update({f"{r}_sensor": s for r, s in zip(roles, ids)})
+    else:
+        out = {k: batch[k] for k in ("touch", "vision", "vision_flag", "text_ids", "text_mask", "text_flag")}
+        out["sensor"] = replace_with_universal([batch["sensor"]], p, universal)[0]
+        out["noise"] = torch.rand(len(batch["touch"]), num_patches, generator=mask)
+    return {k: v.to(device, non_blocking=True) for k, v in out.items()}
+
+
+class Stage2Trainer(Trainer):
+    """Four loaders interleaved per epoch (spec 3.4): alignment + MAE steps on image / video batches, matching steps
+    on cross-sensor image / clip batches; the universal-sensor schedule of spec 1.4, restarted for this stage."""
+
+    kind, title = "stage2", "stage 2"
+
+    def __init__(self, cfg: Stage2Config, env: DistEnv):
+        super().__init__(cfg, env)
+        t = cfg.train
+        if set(t.batch_size) != set(LOADERS):
+            raise ValueError(f"train.batch_size must give a size for each of {tuple(LOADERS)}, got {t.batch_size}")
+        model = build_model(cfg.model, log=self.log.print).to(env.device)
+        model.set_stage2_trainable()  # the text tower stays frozen and out of the optimizer (spec 3.1)
+        size, vsize = model.arch.touch.image_size, model.arch.vision.image_size
+        stream = Interleaved({name: self._loader(name, kind, size, vsize) for name, kind in LOADERS.items()},
+                             cfg.run.seed)
+        # the objective, not the model, goes into DDP: all three losses are computed inside its forward. Idle
+        # parameters (the cross head in alignment steps; decoder, vision tower and logit scale in cross steps; the
+        # vision tower on a rank without camera images in its batch) are handled by the base class's DDP setup.
+        self.setup(model, Stage2Objective(model, mask_ratio=t.mask_ratio, **to_dict(cfg.loss)), stream)
+
+    def _loader(self, name: str, kind: str, size: int, vsize: int):
+        dataset = build_pretrain_set(self.cfg.data, 2, kind, size, vsize)
+        try:
+            return build_loader(dataset, self.cfg.train.batch_size[name], derive_seed(self.cfg.run.seed, name),
+                                self.env, self.cfg.data.num_workers)
+        except ValueError as e:  # too few samples for one batch: name the setting to change
+            raise ValueError(f"{kind} loader: {e}; lower train.batch_size.{name} or add data") from None
+
+    def forward(self, name: str, batch: Dict[str, Any], step: int, p: float) -> Tuple[Dict[str, torch.Tensor], int]:
+        inputs = prepare_batch(batch, p, self.generator("universal", step), self.generator("mask", step),
+                               self.arch.touch.num_patches, self.env.device)
+        return self.ddp(inputs), len(batch["anchor" if "anchor" in batch else "touch"])
+
+    def loss_parts(self, name: str) -> Sequence[str]:
+        return PARTS["cross" if name.endswith("cross") else "align"]
+
+    def scalar_names(self, name: str, parts: Dict[str, float]) -> Dict[str, float]:
+        """The base class's names (``train_loss_image_cross``, ``train_loss_video_touch_text``, ``train_acc_...``),
+        except ``logit_scale``, shared by every alignment step, logged as is."""
+        out = super().scalar_names(name, {k: v for k, v in parts.items() if k != "logit_scale"})
+        if "logit_scale" in parts:
+            out["logit_scale"] = parts["logit_scale"]
+        return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    launch(Stage2Trainer, Stage2Config, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Stage-1 training (anytouch/train/stage1.py): the recipe config, model initialisation, kill-and-resume continuity,
+the non-finite-loss stop, and a 2-process torchrun job through train_stage1.sh on synthetic data whose checkpoint
+loads with anytouch.load_encoder / load_model and exports to the original stage-1 layout."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+import anytouch
+import anytouch.train.stage1 as stage1
+from anytouch.checkpoint import ours
+from anytouch.checkpoint.original import to_original_stage1
+from anytouch.config import ConfigError, load_config
+from anytouch.engine.checkpointing import LAST
+from anytouch.models import TouchEncoder, TouchMAE, get_arch
+from anytouch.train.config import ModelConfig, Stage1Config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = get_arch("tiny")
+
+
+class FakePretrain(Dataset):
+    """Fixed per-index tensors plus augmentation noise from torch's global RNG (as torchvision transforms draw)."""
+
+    def __init__(self, kind, n):
+        self.shape = (3, 56, 56) if kind == "image" else (4, 3, 56, 56)
+        self.kind, self.n = kind, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        base = torch.randn(self.shape, generator=torch.Generator().manual_seed(2 * i + (self.kind == "video")))
+        return {"touch": base + 0.1 * torch.randn(self.shape), "sensor": i % 5, "source": "fake"}
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    sizes = {"image": 12, "video": 8}  # batch 4: 3 image + 2 video batches = 5 steps per epoch
+    monkeypatch.setattr(stage1, "build_pretrain_set", lambda cfg, stage, kind, size, vsize: FakePretrain(kind, sizes[kind]))
+
+
+def run(out, *overrides):
+    stage1.main(["--config", str(REPO / "configs" / "stage1.yaml"), "model=tiny", f"run.output_dir={out}",
+                 "data.num_workers=0", "train.batch_size={image: 4, video: 4}", "train.epochs=2", "train.log_every=1",
+                 "train.accum_iter=2", "train.ckpt_every_steps=2", *overrides])
+
+
+def losses(out):
+    """step -> loss from log.jsonl; a step logged twice (before a kill and after the resume) keeps the last."""
+    recs = [json.loads(line) for line in open(Path(out) / "log.jsonl")]
+    return {r["step"]: r["train_loss_full"] for r in recs}
+
+
+class Killed(BaseException):
+    pass
+
+
+def fail_at(monkeypatch, call, how):
+    orig, calls = TouchMAE.forward, [0]
+
+    def forward(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == call and how == "kill":
+            raise Killed
+        out = orig(self, *args, **kwargs)
+        if calls[0] == call and how == "nan":
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(TouchMAE, "forward", forward)
+
+
+# -- config --------------------------------------------------------------------------------------------------------
+def test_stage1_yaml_is_the_paper_recipe():
+    cfg = load_config(Stage1Config, [REPO / "configs" / "stage1.yaml"])
+    t, o = cfg.train, cfg.optim
+    assert (t.epochs, o.lr, o.weight_decay, o.warmup_epochs, o.min_lr, tuple(o.betas)) == (20, 2e-4, 0.1, 1, 0, (0.9, 0.99))
+    assert t.batch_size == {"image": 64, "video": 64} and t.accum_iter == 1 and o.clip_grad is None
+    assert (t.mask_ratio, t.beta_start, t.beta_end) == (0.75, 0.0, 0.75)
+    assert (cfg.model.arch, cfg.model.init, cfg.model.inflate) == ("anytouch-l14", "clip", "repeat")
+    assert all(v == 1 for v in cfg.data.repeats.values()) and len(cfg.data.repeats) == 9
+    assert cfg.run.output_dir == "log/output_stage1" and cfg.run.seed == 0
+
+
+@pytest.mark.parametrize("model", ["tiny", "small", "l14"])
+def test_group_files_merge(model):
+    cfg = load_config(Stage1Config, [REPO / "configs" / "stage1.yaml"], [f"model={model}", "data=synthetic"])
+    assert cfg.data.root == "synthetic" and cfg.train.epochs == 20
+    assert get_arch(cfg.model.arch).name == {"l14": "anytouch-l14"}.get(model, model)
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_config(Stage1Config, [], ["train.batchsize=3"])
+
+
+# -- initialisation ------------------------------------------------------------------------------------------------
+def test_init_from_our_and_original_checkpoints(tmp_path):
+    torch.manual_seed(3)
+    src = TouchMAE(TINY)
+    ours.save_checkpoint(tmp_path / "ours.pth", src)
+    torch.save({"model": to_original_stage1(src.state_dict()), "epoch": 19}, tmp_path / "original.pth")
+    for name in ("ours.pth", "original.pth"):
+        model = stage1.build_model(ModelConfig(arch="tiny", init="checkpoint", checkpoint=str(tmp_path / name)), log=str)
+        for k, v in src.state_dict().items():
+            assert torch.equal(model.state_dict()[k], v), (name, k)
+    with pytest.raises(ValueError, match="model.arch"):
+        stage1.build_model(ModelConfig(arch="small", init="checkpoint", checkpoint=str(tmp_path / "ours.pth")), log=str)
+
+
+def test_init_from_hf_clip(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from checkpoint_fixtures import clip_config_dict
+
+    cfg = {k: v for k, v in clip_config_dict().items() if k not in ("architectures", "model_type")}
+    clip = transformers.CLIPModel(transformers.CLIPConfig(**cfg))
+    torch.save(clip.state_dict(), tmp_path / "pytorch_model.bin")
+    model = stage1.build_model(ModelConfig(arch="tiny", init="clip", clip_weights=str(tmp_path)), log=str)
+    conv = clip.vision_model.embeddings.patch_embedding.weight  # (D, 3, p, p) -> repeated over 3 frames, no /3
+    assert torch.equal(model.encoder.patch_embed.weight, conv.unsqueeze(1).repeat(1, 3, 1, 1, 1))
+    assert torch.equal(model.encoder.proj.weight, clip.visual_projection.weight)
+
+
+# -- the loop ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kill_at", [4, 9])  # global steps 3 (epoch 0) and 8 (epoch 1), both after a step checkpoint
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, fake_data, monkeypatch, kill_at):
+    run(tmp_path / "full", "train.beta_end=0.75")
+    with monkeypatch.context() as m:
+        fail_at(m, kill_at, "kill")
+        with pytest.raises(Killed):
+            run(tmp_path / "killed", "train.beta_end=0.75")
+    assert max(losses(tmp_path / "killed")) == kill_at - 1  # steps after the last checkpoint are redone on resume
+    run(tmp_path / "killed", "train.beta_end=0.75", "run.resume=auto")
+    full, resumed = losses(tmp_path / "full"), losses(tmp_path / "killed")
+    assert sorted(full) == sorted(resumed) == list(range(1, 11))
+    for step in full:
+        assert resumed[step] == pytest.approx(full[step], rel=1e-6, abs=1e-7), step
+    a = torch.load(tmp_path / "full" / LAST, weights_only=True)
+    b = torch.load(tmp_path / "killed" / LAST, weights_only=True)
+    assert a["step"] == b["step"] == 10 and a["data_state"] == b["data_state"]
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6, msg=lambda msg: f"{k}: {msg}")
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, fake_data, monkeypatch):
+    fail_at(monkeypatch, 4, "nan")
+    with pytest.raises(stage1.NonFiniteLossError, match=r"global step 3\), video batch: loss=nan") as err:
+        run(tmp_path, "train.accum_iter=1", "train.ckpt_every_steps=2")
+    assert "loss_recon=" in str(err.value) and "loss_pred=" in str(err.value)
+    assert f"last good checkpoint is {tmp_path / LAST}" in str(err.value)
+    ckpt = torch.load(tmp_path / LAST, weights_only=True)
+    assert ckpt["step"] == 2 and ckpt["data_state"]["step_in_epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert not (tmp_path / "checkpoint-0.pth").exists()
+
+
+def test_max_steps_stops_at_a_window_end_and_saves(tmp_path, fake_data):
+    run(tmp_path, "train.max_steps=3")  # accum_iter 2: the window [2, 3] ends at step 4
+    ckpt = torch.load(tmp_path / LAST, weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["data_state"] == {"epoch": 0, "step_in_epoch": 4, "steps_per_epoch": 5}
+    assert sorted(losses(tmp_path)) == [1, 2, 3, 4]
+
+
+def test_train_stage1_sh_two_processes(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "NGPU": "2", "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    cmd = ["bash", str(REPO / "train_stage1.sh"), "model=tiny", "data=synthetic", f"run.output_dir={out}",
+           "data.num_workers=1", "data.synthetic.num_samples=2", "data.synthetic.render_size=32",
+           "train.batch_size={image: 4, video: 4}", "train.epochs=2", "train.accum_iter=2", "train.log_every=2"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    recs = [json.loads(line) for line in open(out / "log.jsonl")]
+    assert [r["step"] for r in recs] == [2, 4, 6, 8]  # 18 images, 16 clips over 2 ranks: 2 + 2 batches of 4 each
+    assert {"train_loss_image", "train_loss_video", "train_loss_full", "lr"} <= set().union(*recs)
+    ckpt = torch.load(out / LAST, weights_only=True)
+    assert (ckpt["kind"], ckpt["step"], ckpt["epoch"], len(ckpt["rng"])) == ("stage1", 8, 1, 2)
+    assert ckpt["config"]["train"]["accum_iter"] == 2 and (out / "checkpoint-0.pth").exists()
+    assert load_config(Stage1Config, [out / "config.yaml"]).run.output_dir == str(out)
+    enc = anytouch.load_encoder(out / "checkpoint-1.pth")
+    assert isinstance(enc, TouchEncoder)
+    assert torch.equal(enc.sensor_tokens, ckpt["model"]["encoder.sensor_tokens"])
+    assert anytouch.load_model(out / LAST).encode_touch(torch.zeros(1, 3, 56, 56), -1).shape == (1, TINY.projection_dim)
+    assert "video_patch_embedding.weight" in to_original_stage1(ckpt["model"])
+
+
+def test_on_error_skip_reports_unreadable_frames_at_epoch_end(tmp_path, capsys):
+    """A corrupt frame in a real-layout tree: data.on_error=skip trains on and reports the file, nothing silent."""
+    from anytouch.data.synthetic_tree import write_synthetic_tree
+
+    root = tmp_path / "tactile_datasets"
+    write_synthetic_tree(str(root), names=["tacquad"], sequences=2, frames=8, size=32, progress=False)
+    frames = sorted((root / "tacquad").rglob("gelsight/*.png"))
+    frames[len(frames) // 2].write_bytes(b"not a png")
+    only_tacquad = "{" + ", ".join(f"{s}: {int(s == 'tacquad')}" for s in anytouch.data.PRETRAIN_SOURCES) + "}"
+    common = ["--config", str(REPO / "configs" / "stage1.yaml"), "model=tiny", "data.num_workers=0",
+              f"data.root={root}", f"data.repeats={only_tacquad}", "train.batch_size={image: 4, video: 4}",
+              "train.epochs=1", "optim.warmup_epochs=0"]
+    with pytest.raises(anytouch.data.DataError, match="not a png|corrupt|readable"):
+        stage1.main([*common, f"run.output_dir={tmp_path / 'raise'}"])
+    stage1.main([*common, "data.on_error=skip", f"run.output_dir={tmp_path / 'skip'}"])
+    assert "skipped" in capsys.readouterr().out
+    recs = [json.loads(line) for line in open(tmp_path / "skip" / "skipped.jsonl")]
+    assert recs and {r["path"] for r in recs} == {str(frames[len(frames) // 2])}
