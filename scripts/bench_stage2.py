@@ -17,15 +17,12 @@ text tower (77 tokens), forward only: 1x. Per cross sample: three unmasked touch
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 from typing import Dict
 
 import torch
 
+from anytouch.engine.benchmark import add_step_options, device_name, resolve_device, step_report, time_steps, write_json
 from anytouch.engine.flops import mae_forward_flops, transformer_flops
-from anytouch.engine.logging import peak_memory_gb
 from anytouch.engine.optim import build_adamw
 from anytouch.engine.step import Stepper
 from anytouch.losses import Stage2Objective
@@ -82,18 +79,10 @@ def random_batch(arch: ArchConfig, kind: str, b: int, device: torch.device) -> D
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="tiny", help="architecture preset or CLIP config.json (default: tiny)")
+    add_step_options(ap, "touch/vision blocks")
     ap.add_argument("--align-batch", type=int, default=64, help="alignment samples per step (default: 64)")
     ap.add_argument("--cross-batch", type=int, default=32, help="cross-sensor anchors per step (default: 32)")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per kind (default: 10)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps of every kind first (default: 3)")
-    ap.add_argument("--precision", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | fp32")
-    ap.add_argument("--grad-checkpointing", action="store_true", help="recompute touch/vision blocks in backward")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    ap.add_argument("--peak-tflops", type=float, default=None,
-                    help="the device's peak TFLOP/s at this precision, for MFU (e.g. 989 for H100 SXM bf16)")
-    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     return ap.parse_args(argv)
 
 
@@ -103,8 +92,7 @@ def main(argv=None) -> dict:
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise SystemExit(f"--kinds: unknown {sorted(unknown)}; expected a subset of {', '.join(KINDS)}")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     arch = get_arch(args.preset)
     model = AnyTouchModel(arch).to(device)
     model.set_stage2_trainable()
@@ -112,13 +100,8 @@ def main(argv=None) -> dict:
         model.set_grad_checkpointing()
     objective = Stage2Objective(model, alpha_vt=1.0, cross_alpha=0.1)
     stepper = Stepper(objective, build_adamw(model, lr=1e-4, weight_decay=0.1), device, args.precision)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     res = {"preset": args.preset, "precision": str(stepper.dtype).replace("torch.", ""),
-           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "kinds": {}}
+           "device": device_name(device), "kinds": {}}
     batches = {k: random_batch(arch, k, args.cross_batch if k.endswith("cross") else args.align_batch, device)
                for k in kinds}
 
@@ -132,29 +115,13 @@ def main(argv=None) -> dict:
         for _ in range(args.warmup):
             step(kind)
     for kind in kinds:
-        sync()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        times = []
-        for _ in range(args.steps):
-            tic = time.perf_counter()
-            step(kind)
-            sync()
-            times.append(time.perf_counter() - tic)
+        times = time_steps(lambda _i: step(kind), args.steps, device)
         b = len(batches[kind]["anchor" if kind.endswith("cross") else "touch"])
-        step_s = statistics.median(times)
-        flops = stage2_step_flops(arch, kind)["total"] * b
-        r = {"batch_size": b, "step_ms_median": step_s * 1e3, "samples_per_s": b / step_s,
-             "peak_mem_gb": peak_memory_gb(device), "train_gflop_per_step": flops / 1e9,
-             "achieved_tflops": flops / step_s / 1e12}
-        if args.peak_tflops:
-            r["mfu"] = r["achieved_tflops"] / args.peak_tflops
+        r = step_report(times, b, stage2_step_flops(arch, kind)["total"] * b, device, args.peak_tflops)
         res["kinds"][kind] = r
         print(f"{kind:>12}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()),
               flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+    write_json(args.json, res)
     return res
 
 

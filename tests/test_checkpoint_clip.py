@@ -164,14 +164,16 @@ def test_other_architecture_names_key_and_shapes(hf_sd):
 
 
 def test_arch_from_state_dict(hf_sd):
-    tower = hf_clip.tower_from_shapes(hf_sd, "vision_model.")
+    with pytest.warns(UserWarning, match="head count is not stored"):
+        tower = hf_clip.tower_from_shapes(hf_sd, "vision_model.")
     assert (tower.width, tower.layers, tower.mlp_width, tower.patch_size, tower.image_size) == (64, 2, 128, 14, 56)
     assert tower.heads == 1  # width // 64: head counts are not stored in the weights
     # a 32-wide text tower cannot have 64-wide heads: inference refuses and asks for the config
-    with pytest.raises(ValueError, match="32-wide.*config="):
+    with pytest.raises(ValueError, match="32-wide.*config="), pytest.warns(UserWarning, match="head count"):
         hf_clip.arch_from_hf_state_dict(hf_sd)
     sd = {k: v for k, v in hf_sd.items() if not k.startswith("text_")}
-    arch = hf_clip.arch_from_hf_state_dict(sd)
+    with pytest.warns(UserWarning, match="head count is not stored"):
+        arch = hf_clip.arch_from_hf_state_dict(sd)
     assert arch.touch == arch.vision == tower and arch.projection_dim == 32
 
 

@@ -4,6 +4,7 @@ errors that name what was wrong."""
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -189,7 +190,9 @@ def test_export_matches_pytorch(files, tmp_path, capsys):
         assert checks["onnx"].max_abs_diff < 1e-4
     with torch.no_grad():  # a batch size never traced, every sensor id
         x, s = torch.randn(5, 3, 56, 56), torch.tensor([0, 1, 2, 3, -1])
-        ts = torch.jit.load(str(tmp_path / "img" / "touch_encoder.torchscript.pt"))
+        with warnings.catch_warnings():  # torch.jit.load is deprecated in newer torch, still TorchScript's loader
+            warnings.simplefilter("ignore", FutureWarning)
+            ts = torch.jit.load(str(tmp_path / "img" / "touch_encoder.torchscript.pt"))
         assert torch.allclose(ts(x, s), enc(x, s, pooling="global"), atol=1e-5)
 
 
