@@ -21,7 +21,8 @@ from typing import Dict
 
 import torch
 
-from anytouch.engine.benchmark import add_step_options, device_name, resolve_device, step_report, time_steps, write_json
+from anytouch.engine.benchmark import (add_step_options, device_name, known_peak_tflops, resolve_device, step_report,
+                                       time_steps, write_json)
 from anytouch.engine.flops import mae_forward_flops, transformer_flops
 from anytouch.engine.optim import build_adamw
 from anytouch.engine.step import Stepper
@@ -100,6 +101,7 @@ def main(argv=None) -> dict:
         model.set_grad_checkpointing()
     objective = Stage2Objective(model, alpha_vt=1.0, cross_alpha=0.1)
     stepper = Stepper(objective, build_adamw(model, lr=1e-4, weight_decay=0.1), device, args.precision)
+    peak = args.peak_tflops or known_peak_tflops(device, stepper.dtype)
     res = {"preset": args.preset, "precision": str(stepper.dtype).replace("torch.", ""),
            "device": device_name(device), "kinds": {}}
     batches = {k: random_batch(arch, k, args.cross_batch if k.endswith("cross") else args.align_batch, device)
@@ -117,7 +119,7 @@ def main(argv=None) -> dict:
     for kind in kinds:
         times = time_steps(lambda _i: step(kind), args.steps, device)
         b = len(batches[kind]["anchor" if kind.endswith("cross") else "touch"])
-        r = step_report(times, b, stage2_step_flops(arch, kind)["total"] * b, device, args.peak_tflops)
+        r = step_report(times, b, stage2_step_flops(arch, kind)["total"] * b, device, peak)
         res["kinds"][kind] = r
         print(f"{kind:>12}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()),
               flush=True)

@@ -14,7 +14,8 @@ import statistics
 
 import torch
 
-from anytouch.engine.benchmark import add_step_options, device_name, resolve_device, step_report, time_steps, write_json
+from anytouch.engine.benchmark import (add_step_options, device_name, known_peak_tflops, resolve_device, step_report,
+                                       time_steps, write_json)
 from anytouch.engine.flops import mae_forward_flops
 from anytouch.engine.optim import build_adamw
 from anytouch.engine.step import Stepper
@@ -40,6 +41,7 @@ def main(argv=None) -> dict:
         model.encoder.set_grad_checkpointing()
     optimizer = build_adamw(model, lr=1e-4, weight_decay=0.1)
     stepper = Stepper(model, optimizer, device, args.precision)
+    peak = args.peak_tflops or known_peak_tflops(device, stepper.dtype)
     b, s, n = args.batch_size, arch.touch.image_size, arch.touch.num_patches
     batches = {"image": torch.randn(b, 3, s, s, device=device),
                "video": torch.randn(b, arch.pred_frames, 3, s, s, device=device)}
@@ -58,7 +60,7 @@ def main(argv=None) -> dict:
     times = time_steps(step, args.steps, device, first=args.warmup)
     flops_fwd = statistics.mean(mae_forward_flops(arch, args.mask_ratio, k == "video")["total"] for k in kinds) * b
     res = {"preset": args.preset, "device": device_name(device), "precision": str(stepper.dtype).replace("torch.", ""),
-           "kind": args.kind, **step_report(times, b, 3 * flops_fwd, device, args.peak_tflops)}
+           "kind": args.kind, **step_report(times, b, 3 * flops_fwd, device, peak)}
     for k, v in res.items():
         print(f"{k:>22}: {v:.4g}" if isinstance(v, float) else f"{k:>22}: {v}")
     write_json(args.json, res)

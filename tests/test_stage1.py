@@ -158,6 +158,53 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, fake_data, mo
     assert not (tmp_path / "checkpoint-0.pth").exists()
 
 
+def test_nan_gradient_with_finite_loss_stops_before_the_weights_change(tmp_path, fake_data, monkeypatch):
+    orig, calls = TouchMAE.forward, [0]
+
+    def forward(self, *args, **kwargs):  # global step 1: a finite loss whose gradient is NaN on one tensor only
+        calls[0] += 1
+        out = orig(self, *args, **kwargs)
+        if calls[0] == 2:
+            out["loss"] = out["loss"] + 0 * torch.sqrt(0 * self.encoder.cls_token.sum())  # d sqrt(0) = inf
+        return out
+
+    monkeypatch.setattr(TouchMAE, "forward", forward)
+    run(tmp_path / "ok", "train.accum_iter=1", "train.ckpt_every_steps=1", "train.max_steps=1")
+    with pytest.raises(stage1.NonFiniteLossError, match=r"non-finite gradient norm \(nan\).*global step 1\)") as err:
+        run(tmp_path / "ok", "train.accum_iter=1", "train.ckpt_every_steps=1", "run.resume=auto")
+    assert f"last good checkpoint is {tmp_path / 'ok' / LAST}" in str(err.value)
+    ckpt = torch.load(tmp_path / "ok" / LAST, weights_only=True)
+    assert ckpt["step"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_log_records_the_schedules_used_and_flushes_each_epoch(tmp_path, fake_data):
+    from anytouch.engine.schedule import lr_at, universal_prob
+
+    run(tmp_path, "train.log_every=3", "train.beta_end=0.75", "optim.warmup_epochs=1")
+    recs = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    spe, epochs = 5, 2
+    assert [r["step"] for r in recs] == [3, 5, 6, 9, 10]  # every 3rd step, and each epoch's last step
+    cfg = load_config(Stage1Config, [tmp_path / "config.yaml"])
+    base = cfg.optim.lr if cfg.optim.lr is not None else cfg.optim.blr * 4 * 2 / 256
+    for r in recs:
+        step = r["step"] - 1  # the record's own (last) step
+        win_start = step - (step % spe) % 2  # accum_iter 2: the lr of the window the step belongs to
+        assert r["lr"] == pytest.approx(lr_at(win_start, spe, base, epochs, 1, cfg.optim.min_lr)), r
+        assert r["sensor_p"] == pytest.approx(universal_prob(step / spe, 0.0, 0.75, epochs)), r
+        assert r["epoch_float"] == pytest.approx(step / spe)  # plotted at int(step/spe*1000), as the original
+
+
+def test_stale_checkpoint_temp_files_are_removed(tmp_path, fake_data, capsys):
+    tmp_path.mkdir(exist_ok=True)
+    stale = tmp_path / ".checkpoint-last.pth.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "notes.tmp"
+    keep.write_text("not ours")
+    run(tmp_path, "train.max_steps=1")
+    assert not stale.exists() and keep.exists()
+    assert "removed .checkpoint-last.pth.abc123.tmp" in capsys.readouterr().out
+
+
 def test_max_steps_stops_at_a_window_end_and_saves(tmp_path, fake_data):
     run(tmp_path, "train.max_steps=3")  # accum_iter 2: the window [2, 3] ends at step 4
     ckpt = torch.load(tmp_path / LAST, weights_only=True)
@@ -185,6 +232,20 @@ def test_train_stage1_sh_two_processes(tmp_path):
     assert torch.equal(enc.sensor_tokens, ckpt["model"]["encoder.sensor_tokens"])
     assert anytouch.load_model(out / LAST).encode_touch(torch.zeros(1, 3, 56, 56), -1).shape == (1, TINY.projection_dim)
     assert "video_patch_embedding.weight" in to_original_stage1(ckpt["model"])
+
+    # the chain: train_stage2.sh from this stage-1 checkpoint (one CPU process), loadable with all three encoders
+    out2 = tmp_path / "run2"
+    cmd = ["bash", str(REPO / "train_stage2.sh"), "model=tiny", "data=synthetic", f"run.output_dir={out2}",
+           f"model.stage1_checkpoint={out / LAST}", "data.num_workers=0", "data.synthetic.num_samples=2",
+           "data.synthetic.cross_samples=4", "data.synthetic.render_size=32", "train.epochs=1",
+           "data.repeats={tacquad: 1, tag: 1, of_real: 0, visgel: 0, cloth: 0, octopi: 0, ssvtp: 0, tvl: 0, ycb_slide: 0}",
+           "train.batch_size={image: 4, image_cross: 2, video: 4, video_cross: 2}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env={**env, "NGPU": "1"}, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert f"touch branch from {out / LAST}" in res.stdout
+    model = anytouch.load_model(out2 / LAST)
+    with torch.no_grad():
+        assert model.encode_text(["a tactile image"]).shape == model.encode_vision(torch.zeros(1, 3, 56, 56)).shape
 
 
 def test_on_error_skip_reports_unreadable_frames_at_epoch_end(tmp_path, capsys):

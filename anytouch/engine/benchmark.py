@@ -12,7 +12,14 @@ import torch
 
 from anytouch.engine.logging import peak_memory_gb
 
-__all__ = ["add_step_options", "resolve_device", "device_name", "time_steps", "step_report", "write_json"]
+__all__ = [
+    "add_step_options", "resolve_device", "device_name", "known_peak_tflops", "time_steps", "step_report", "write_json",
+]
+
+# dense bf16 / fp16 tensor-core peaks (TFLOP/s) from the vendors' datasheets, by a substring of the CUDA device name;
+# the first match wins (so "H100 PCIe" before "H100")
+_PEAK_HALF_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
+                     ("A6000", 155.0), ("4090", 165.0), ("V100", 125.0))
 
 
 def add_step_options(ap: argparse.ArgumentParser, what: str = "encoder blocks") -> None:
@@ -24,7 +31,8 @@ def add_step_options(ap: argparse.ArgumentParser, what: str = "encoder blocks") 
     ap.add_argument("--grad-checkpointing", action="store_true", help=f"recompute {what} in backward")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--peak-tflops", type=float, default=None,
-                    help="the device's peak TFLOP/s at this precision, for MFU (e.g. 989 for H100 SXM bf16)")
+                    help="the device's peak TFLOP/s at this precision, for MFU (default: the datasheet value of a "
+                         "known GPU in bf16/fp16, e.g. 989 for H100 SXM / H200)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 
@@ -36,6 +44,14 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch.cuda.is_available() is False")
     return dev
+
+
+def known_peak_tflops(device: torch.device, dtype: torch.dtype) -> Optional[float]:
+    """The datasheet peak of a known GPU at bf16 / fp16 (dense), for MFU when ``--peak-tflops`` is not given."""
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tf for key, tf in _PEAK_HALF_TFLOPS if key in name), None)
 
 
 def device_name(device: torch.device) -> str:

@@ -22,8 +22,8 @@ from ..checkpoint.ours import make_checkpoint
 from .dist import DistEnv, gather_to_main
 from .rng import rng_state, set_rng_state
 
-__all__ = ["LAST", "epoch_checkpoint", "find_resume", "save_training_checkpoint", "load_training_checkpoint",
-           "restore_rng"]
+__all__ = ["LAST", "epoch_checkpoint", "find_resume", "remove_stale_temps", "save_training_checkpoint",
+           "load_training_checkpoint", "restore_rng"]
 
 LAST = "checkpoint-last.pth"
 _EPOCH_RE = re.compile(r"checkpoint-(\d+)\.pth$")
@@ -32,6 +32,15 @@ _TRAINING_KEYS = ("model", "optimizer", "scaler", "step", "data_state")
 
 def epoch_checkpoint(output_dir: Union[str, Path], epoch: int) -> Path:
     return Path(output_dir) / f"checkpoint-{epoch}.pth"
+
+
+def remove_stale_temps(output_dir: Union[str, Path]) -> list:
+    """Delete the temp files of checkpoint writes that a killed run left behind (``.checkpoint-*.tmp``: the
+    atomic writer's names; at ViT-L/14 each is gigabytes). Call on rank 0 before training starts. Returns them."""
+    stale = sorted(Path(output_dir).glob(".checkpoint-*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def find_resume(resume: Optional[str], output_dir: Union[str, Path]) -> Optional[Path]:

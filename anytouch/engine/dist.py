@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = [
     "DistEnv", "init_distributed", "shutdown", "side_group", "wrap_ddp", "unwrap", "all_reduce_mean", "gather_to_main",
+    "broadcast_from_main",
 ]
 
 
@@ -138,3 +139,12 @@ def gather_to_main(obj: Any) -> Optional[List[Any]]:
     out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
     dist.gather_object(obj, out, dst=0)
     return out
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Rank 0's ``obj`` (picklable) on every rank; ``obj`` itself in a single process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -12,16 +12,27 @@ Usage, one micro-batch at a time (``sync`` is True on the last micro-batch of an
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Dict, Iterator, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["resolve_precision", "Stepper"]
+__all__ = ["resolve_precision", "Stepper", "NonFiniteLossError", "grad_norm"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped on a NaN/inf loss or gradient; the checkpoints already written are untouched."""
+
+
+def grad_norm(params) -> torch.Tensor:
+    """The global L2 norm of the gradients of ``params`` (0 when none has one), a 0-d fp32 tensor on their device."""
+    norms = [torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32) for p in params if p.grad is not None]
+    if not norms:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -73,17 +84,27 @@ class Stepper:
         self.scaler.scale(loss).backward()
 
     def step(self, lr: float) -> torch.Tensor:
-        """Set ``lr`` on every group, unscale, clip, step, update the scaler, zero the gradients.
+        """Set ``lr`` on every group, unscale, check, clip, step, update the scaler, zero the gradients.
 
-        Returns the global grad norm before clipping, a 0-d tensor (inf/nan when an fp16 step overflowed and was
-        skipped); left on the device so that no host sync is forced here.
+        Returns the global grad norm before clipping, a 0-d tensor. A non-finite norm skips the step: with fp16 the
+        GradScaler skips it and lowers its scale (an overflow is expected there); in bf16 / fp32 it raises
+        :class:`NonFiniteLossError` before any parameter or optimizer state changes, so a NaN gradient (which a
+        finite loss can still have) never reaches the weights and from there a checkpoint.
         Gradients are set to None, so parameters unused in a window (the idle MAE head) get no AdamW update.
         """
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.scaler.unscale_(self.optimizer)
-        max_norm = self.clip_grad if self.clip_grad is not None else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        norm = grad_norm(self.params)
+        if not self.scaler.is_enabled() and not bool(torch.isfinite(norm)):  # one host sync per optimizer step
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(f"non-finite gradient norm ({float(norm)}) with a finite loss; the optimizer step "
+                                     f"was not taken")
+        if self.clip_grad is not None:
+            coef = (self.clip_grad / (norm + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s rule, without a host sync
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad.detach().mul_(coef.to(p.grad.device, p.grad.dtype))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -23,20 +23,17 @@ from torch.utils.data import Dataset
 
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.skip import SkipErrors, format_skipped, skipped_report
-from .checkpointing import LAST, find_resume, load_training_checkpoint, restore_rng, save_training_checkpoint
-from .dist import DistEnv, all_reduce_mean, gather_to_main, init_distributed, shutdown, wrap_ddp
+from .checkpointing import (LAST, find_resume, load_training_checkpoint, remove_stale_temps, restore_rng,
+                            save_training_checkpoint)
+from .dist import DistEnv, all_reduce_mean, broadcast_from_main, gather_to_main, init_distributed, shutdown, wrap_ddp
 from .interleave import Interleaved
 from .logging import RunLogger, WindowMeans, peak_memory_gb
 from .optim import build_adamw, resolve_lr
 from .rng import generator, seed_all
 from .schedule import lr_at, universal_prob
-from .step import Stepper
+from .step import NonFiniteLossError, Stepper
 
 __all__ = ["NonFiniteLossError", "Trainer", "launch"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped on a NaN/inf loss; the checkpoints already written are untouched."""
 
 
 class Trainer:
@@ -95,7 +92,12 @@ class Trainer:
 
     # -- resume / save --------------------------------------------------------------------------------------
     def resume(self) -> None:
-        path = find_resume(self.cfg.run.resume, self.out)
+        # rank 0 decides and every rank follows: a rank that cannot see rank 0's choice (an output folder that is
+        # not shared between nodes) must fail, not silently start fresh while the others resume
+        path = broadcast_from_main(find_resume(self.cfg.run.resume, self.out) if self.env.is_main else None)
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"rank {self.env.rank}: rank 0 resumes from {path}, which this process cannot "
+                                    f"read; run.output_dir must be on storage every node shares")
         if path is None:
             if (self.out / LAST).exists():
                 self.log.print(f"note: starting fresh; {self.out / LAST} will be overwritten (run.resume=auto "
@@ -128,6 +130,8 @@ class Trainer:
         """Train from the resume point to ``train.epochs`` (or ``train.max_steps``)."""
         if self.env.is_main:
             save_config(self.cfg, self.out / "config.yaml")
+            for p in remove_stale_temps(self.out):
+                self.log.print(f"removed {p.name}: the temp file of a checkpoint write that did not finish")
         self.resume()
         batches = dict(zip(self.stream.names, self.stream.num_batches))
         self.log.print(f"{self.title}: {self.steps_per_epoch} steps/epoch {batches}, {self.cfg.train.epochs} epochs, "
@@ -158,15 +162,21 @@ class Trainer:
                 parts = self.reduce_parts(out, name, epoch, i)
                 self.stepper.backward(out["loss"] / win_size)
             if sync:
-                grad_norm = self.stepper.step(lr)
+                try:
+                    grad_norm = self.stepper.step(lr)
+                except NonFiniteLossError as e:
+                    raise NonFiniteLossError(f"{e}: epoch {epoch}, step {i} of {spe} (global step {step}), {name} "
+                                             f"batch, loss {parts['loss']:.6g}; {self.where_last_good()}") from None
                 since_save += win_size
 
             samples += n * env.world_size
             rate = samples / (time.perf_counter() - tic)  # all ranks, since the last record
             meter.add(train_loss_full=parts["loss"], **self.scalar_names(name, parts))
             self.log.update(loss=f"{parts['loss']:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:.1f}")
-            if (step + 1) % t.log_every == 0:
-                self.log.log((step + 1) / spe, {**meter.pop(), "lr": lr, "sensor_p": p, "samples_per_s": rate,
+            if (step + 1) % t.log_every == 0 or i + 1 == spe:  # the epoch's last steps are flushed too
+                # x = the logged step's own position, int((step/spe)·1000) as in the original (spec 6.5); the
+                # scalars are the means since the previous record, lr and sensor_p those of this step
+                self.log.log(step / spe, {**meter.pop(), "lr": lr, "sensor_p": p, "samples_per_s": rate,
                              "grad_norm": float(grad_norm), "peak_mem_gb": peak_memory_gb(env.device)},
                              epoch=epoch, step=step + 1)
                 tic, samples = time.perf_counter(), 0
@@ -209,12 +219,14 @@ class Trainer:
         sums = all_reduce_mean(torch.cat([vals, have]))
         parts = {k: float(sums[j] / sums[len(names) + j]) for j, k in enumerate(names) if sums[len(names) + j] > 0}
         if not all(math.isfinite(v) for v in parts.values()):
-            where = f"the last good checkpoint is {self.last_saved}" if self.last_saved else "no checkpoint saved yet"
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {epoch}, step {i} of {self.steps_per_epoch} (global step "
                 f"{epoch * self.steps_per_epoch + i}), {name} batch: "
-                + ", ".join(f"{k}={v}" for k, v in parts.items()) + f"; {where}")
+                + ", ".join(f"{k}={v}" for k, v in parts.items()) + f"; {self.where_last_good()}")
         return parts
+
+    def where_last_good(self) -> str:
+        return f"the last good checkpoint is {self.last_saved}" if self.last_saved else "no checkpoint saved yet"
 
     def close(self) -> None:
         """Drop the DDP wrapper and the optimizer: they must be gone before the process group is destroyed."""
