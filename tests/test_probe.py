@@ -1,5 +1,6 @@
 """Linear probes: metrics on known logits, Feel pair features, heads and their optimiser, selection rules, the
 feature cache, official == cached without augmentation, and a probe beating chance on synthetic data."""
+import dataclasses
 import json
 import os
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from anytouch.data import build_dataset
+from anytouch.data.io import DataError
 from anytouch.data.config import SyntheticConfig
 from anytouch.engine.dist import DistEnv
 from anytouch.probe import cached as cached_mod
@@ -20,6 +22,7 @@ from anytouch.probe.config import ProbeConfig
 from anytouch.probe.features import encode, extract_features, shard
 from anytouch.probe.heads import GridAdamW, GridHeads, LinearHead
 from anytouch.probe.official import evaluate, fit_official
+from anytouch.probe import runner as runner_mod
 from anytouch.probe.runner import ProbeRunner, load_probe_encoder
 from anytouch.probe.selection import Curves, best_on_test, last_epoch, val_selected
 from anytouch.probe.tasks import Recipe, correct, get_task, per_sample_loss
@@ -276,7 +279,7 @@ def test_probe_beats_chance_on_synthetic_data(tmp_path):
     assert list((tmp_path / "out" / "of2" / "cached").glob("events.out.tfevents.*"))
 
 
-def test_cached_probe_on_a_generated_objectfolder_tree(tmp_path):
+def test_cached_probe_on_a_generated_objectfolder_tree(tmp_path, monkeypatch):
     """The real OF2 loader (obj2.0/split.json, label.json, touch PNGs) through the runner; the cache keys its file
     list."""
     from PIL import Image
@@ -312,6 +315,54 @@ def test_cached_probe_on_a_generated_objectfolder_tree(tmp_path):
     assert rows[0]["n_test"] == 15
     new = sorted(p.name for p in (tmp_path / "cache").glob("*.safetensors"))
     assert len(new) == 5 and [n for n in new if n not in cached][0].startswith("of2-test-")
+    # an image rewritten in place (not sample 0; same list) invalidates its split's features
+    Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(tmp_path / "data" / "obj2.0" / "touch" / "105" / "3.png")
+    ProbeRunner(load_config(ProbeConfig, [], overrides + [f"run.output_dir={tmp_path / 'c'}"]), CPU).run()
+    newer = sorted(p.name for p in (tmp_path / "cache").glob("*.safetensors"))
+    assert len(newer) == 6 and [n for n in newer if n not in new][0].startswith("of2-test-")
+    # the same checkpoint spec loading other weights (e.g. probe.arch changed, or the file rewritten with its old
+    # size and mtime) gets its own features for every split
+    real = runner_mod.load_probe_encoder
+
+    def perturbed(*a, **kw):
+        enc = real(*a, **kw)
+        with torch.no_grad():
+            enc.proj.weight[0, 0] += 1e-3
+        return enc
+
+    monkeypatch.setattr(runner_mod, "load_probe_encoder", perturbed)
+    ProbeRunner(load_config(ProbeConfig, [], overrides + [f"run.output_dir={tmp_path / 'd'}"]), CPU).run()
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 10
+
+
+def test_encoder_identity_sees_weights_and_architecture():
+    from anytouch.models import TouchEncoder, get_arch
+    from anytouch.probe.cache import encoder_identity
+
+    torch.manual_seed(0)
+    enc = TouchEncoder(get_arch("tiny"))
+    a = encoder_identity(enc)
+    assert encoder_identity(enc) == a
+    with torch.no_grad():
+        enc.proj.weight[0, 0] += 1e-6
+    b = encoder_identity(enc)
+    assert b["weights_sha256"] != a["weights_sha256"] and b["arch"] == a["arch"]
+    enc2 = TouchEncoder(dataclasses.replace(get_arch("tiny"), touch=dataclasses.replace(get_arch("tiny").touch,
+                                                                                          act="quick_gelu")))
+    enc2.load_state_dict(enc.state_dict())  # same weights, another activation
+    c = encoder_identity(enc2)
+    assert c["weights_sha256"] == b["weights_sha256"] and c["arch"] != b["arch"]
+
+
+def test_data_paths_of_a_dataset_move_its_probe_sets(tmp_path):
+    from anytouch.data.config import DataConfig
+    from anytouch.probe.tasks import folder_override
+
+    d = DataConfig(root=str(tmp_path), paths={"tag": "/elsewhere/TAG"})
+    assert folder_override(d, "tag_material") == folder_override(d, "tag_hardness") == "/elsewhere/TAG"
+    assert folder_override(d, "of2") is None
+    d = DataConfig(root=str(tmp_path), paths={"tag": "/elsewhere/TAG", "tag_material": "/only/material"})
+    assert folder_override(d, "tag_material") == "/only/material" and folder_override(d, "tag_roughness") == "/elsewhere/TAG"
 
 
 def test_probe_reads_the_encoder_and_its_architecture_from_a_checkpoint(tmp_path):
@@ -329,3 +380,16 @@ def test_probe_reads_the_encoder_and_its_architecture_from_a_checkpoint(tmp_path
         assert torch.allclose(enc(x, 0, "global"), mae.encoder(x, 0, "global"), atol=1e-6)
     with pytest.raises(ValueError, match="probe.checkpoint is required"):
         load_probe_encoder(None)
+
+
+def test_feel_split_is_chosen_by_config(tmp_path):
+    from anytouch.data.synthetic_tree import write_synthetic_tree
+
+    write_synthetic_tree(tmp_path / "data", names=["feel"])
+    base = ["probe.tasks=[feel]", "probe.checkpoint=random:tiny", f"data.root={tmp_path / 'data'}",
+            f"run.output_dir={tmp_path / 'out'}"]
+    runner = ProbeRunner(load_config(ProbeConfig, [], base), CPU)
+    assert len(runner.dataset("feel", "train", 0.0)) > 0  # split_3.npy, the default
+    runner = ProbeRunner(load_config(ProbeConfig, [], base + ["probe.feel_split=1"]), CPU)
+    with pytest.raises(DataError, match="split_1.npy"):
+        runner.dataset("feel", "train", 0.0)

@@ -59,14 +59,16 @@ def init_distributed(device: str = "auto") -> DistEnv:
         raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was requested but torch.cuda.is_available() is False")
+        raise ValueError("device=cuda was requested but torch.cuda.is_available() is False (no GPU, or a CPU-only "
+                         "torch build); use device=auto or cpu")
     rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
     if rank is None or world is None:
         return DistEnv(device=torch.device("cuda", 0) if use_cuda else torch.device("cpu"))
     local = rank if local is None else local
     if use_cuda:
         if local >= torch.cuda.device_count():
-            raise RuntimeError(f"LOCAL_RANK={local} but only {torch.cuda.device_count()} CUDA devices are visible")
+            raise ValueError(f"LOCAL_RANK={local} but only {torch.cuda.device_count()} CUDA devices are visible; "
+                             f"start at most that many processes per node (NGPU)")
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     else:

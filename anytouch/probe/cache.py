@@ -4,9 +4,12 @@ The key is a SHA-256 over a canonical JSON of:
 
 * the checkpoint's identity: resolved path, size, modification time and a hash of its first and last MiB (every
   file of a checkpoint folder), or ``random:<preset>`` plus the seed;
+* the encoder actually loaded: its architecture and a hash of every weight (so ``probe.arch`` overrides and a
+  checkpoint rewritten in place are both caught);
 * the dataset's identity: name, split, root, validation carve (fraction, seed), the hash of its file list with labels
-  (``items`` of the real probe sets) or of its sample indices and generator settings (synthetic sets), its transform,
-  and the hash of sample 0 drawn under a fixed seed (which also catches changed decoding or rendering code);
+  (``items`` of the real probe sets) and of every file's size and modification time, or of its sample indices and
+  generator settings (synthetic sets), its transform, and the hash of sample 0 drawn under a fixed seed (which also
+  catches changed decoding or rendering code);
 * the feature recipe: image size, pooling, sensor id, frames per sample, number of augmented views and their seed,
   autocast dtype.
 
@@ -30,10 +33,10 @@ from ..checkpoint.io import read_safetensors, safetensors_metadata, save_safeten
 from ..config import to_dict
 from ..engine.rng import seeded
 
-__all__ = ["CACHE_VERSION", "default_cache_dir", "file_identity", "checkpoint_identity", "dataset_identity",
-           "cache_key", "FeatureCache"]
+__all__ = ["CACHE_VERSION", "default_cache_dir", "file_identity", "checkpoint_identity", "encoder_identity",
+           "dataset_identity", "cache_key", "FeatureCache"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the encoder's weights and every data file's size and mtime are part of the key
 _MIB = 1 << 20
 
 
@@ -71,6 +74,28 @@ def checkpoint_identity(spec: str, seed: int) -> Dict[str, Any]:
     return {"spec": spec, **file_identity(p)}
 
 
+def encoder_identity(encoder: torch.nn.Module) -> Dict[str, Any]:
+    """The loaded encoder: its architecture (``arch``, when it has one) and a SHA-256 over every state-dict entry's
+    name, dtype, shape and bytes. About a second for ViT-L/14, small beside extracting features."""
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    arch = getattr(encoder, "arch", None)
+    return {"arch": arch.to_dict() if arch is not None else None, "weights_sha256": h.hexdigest()}
+
+
+def _files_stat_sha(items) -> str:
+    """Hash of (path, size, mtime_ns) of every file of a probe set: an edited or replaced image changes it."""
+    h = hashlib.sha256()
+    for paths, _ in items:
+        for f in paths:
+            st = os.stat(f)
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def dataset_identity(dataset: Dataset) -> Dict[str, Any]:
     """What a probe set's samples are made of (see the module docstring). Raises TypeError for a dataset that
     exposes neither a file list (``items``) nor synthetic indices (``indices`` + ``cfg``)."""
@@ -78,6 +103,7 @@ def dataset_identity(dataset: Dataset) -> Dict[str, Any]:
     items = getattr(dataset, "items", None)
     if items is not None:
         out["files_sha256"] = _sha(repr([(tuple(paths), label) for paths, label in items]))
+        out["files_stat_sha256"] = _files_stat_sha(items)
     elif getattr(dataset, "indices", None) is not None and getattr(dataset, "cfg", None) is not None:
         out["synthetic_sha256"] = _sha(repr((list(dataset.indices), to_dict(dataset.cfg))))
     else:

@@ -27,12 +27,12 @@ from ..engine.optim import resolve_lr
 from ..engine.rng import derive_seed, seed_all
 from ..engine.step import resolve_precision
 from ..models import TouchEncoder, get_arch
-from .cache import FeatureCache, checkpoint_identity
+from .cache import FeatureCache, checkpoint_identity, encoder_identity
 from .cached import cached_features, fit_grid, grid_points
 from .config import PROTOCOLS, ProbeConfig
 from .official import fit_official
 from .report import markdown_table, result_rows, write_results
-from .tasks import Recipe, Task, build_split, get_task
+from .tasks import Recipe, Task, build_split, folder_override, get_task
 
 __all__ = ["load_probe_encoder", "ProbeRunner", "main"]
 
@@ -79,7 +79,8 @@ class ProbeRunner:
         self.date = datetime.now().isoformat(timespec="seconds")
         self.dtype = resolve_precision(p.precision, env.device)
         self.encoder = load_probe_encoder(p.checkpoint, p.arch, cfg.run.seed).to(env.device)
-        self.ckpt_id = checkpoint_identity(p.checkpoint, cfg.run.seed) if "cached" in self.protocols else None
+        self.ckpt_id = ({**checkpoint_identity(p.checkpoint, cfg.run.seed), "encoder": encoder_identity(self.encoder)}
+                        if "cached" in self.protocols else None)
         self.cache = FeatureCache(p.cache_dir)
         self.lr = resolve_lr(cfg.optim.lr, cfg.optim.blr, p.batch_size)
 
@@ -95,8 +96,9 @@ class ProbeRunner:
                       head_seed=derive_seed(seed, "probe-head", task.name))
 
     def dataset(self, name: str, split: str, val_fraction: float):
+        extra = {"split_id": self.cfg.probe.feel_split} if name == "feel" else {}
         return build_split(self.cfg.data, name, split, self.encoder.image_size, val_fraction=val_fraction,
-                           val_seed=self.cfg.probe.val_seed)
+                           val_seed=self.cfg.probe.val_seed, **extra)
 
     def _logger(self, task: Task, name: str) -> RunLogger:
         tb = self.cfg.run.tb_dir
@@ -126,7 +128,7 @@ class ProbeRunner:
             split = {"train_carved": "train", "val": "val"}.get(part, part)
             vf = p.val_fraction if part in ("train_carved", "val") else 0.0
             identity = {"checkpoint": self.ckpt_id, "dataset": {
-                "name": task.name, "split": split, "root": root, "path": d.paths.get(task.name),
+                "name": task.name, "split": split, "root": root, "path": folder_override(d, task.name),
                 "val_fraction": vf, "val_seed": p.val_seed}}
             feats[part], hit = cached_features(
                 self.encoder, ds, task, recipe, identity=identity, views=p.views if part.startswith("train") else 1,

@@ -8,7 +8,7 @@ batch size) live in ``configs/probe_*.yaml``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from ..data import build_dataset
 from ..data.config import DataConfig
 
-__all__ = ["Task", "Recipe", "TASKS", "README_ACCURACY", "get_task", "per_sample_loss", "correct", "build_split"]
+__all__ = ["Task", "Recipe", "TASKS", "README_ACCURACY", "get_task", "per_sample_loss", "correct", "build_split",
+           "folder_override"]
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,24 @@ def correct(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> torch.Ten
     return logits.argmax(dim=-1) == labels
 
 
+# probe sets whose folder is another dataset's: data.paths.tag moves the TAG probes too
+_FOLDER_OF = {"tag_material": "tag", "tag_roughness": "tag", "tag_hardness": "tag"}
+
+
+def folder_override(data: DataConfig, name: str) -> Optional[str]:
+    """``data.paths[name]``, else the entry of the dataset whose folder ``name`` reads (``tag_*`` -> ``tag``)."""
+    if name in data.paths:
+        return data.paths[name]
+    return data.paths.get(_FOLDER_OF.get(name, ""))
+
+
 def build_split(data: DataConfig, name: str, split: str, image_size: int, **options: Any):
     """``build_dataset(name, split)`` from the ``data`` section: its root, ``on_error``, the synthetic settings
-    (``data.root == "synthetic"``) or the folder override ``data.paths[name]``; ``options`` go to the builder."""
+    (``data.root == "synthetic"``) or the folder override (:func:`folder_override`); ``options`` go to the
+    builder."""
     opts = dict(image_size=image_size, on_error=data.on_error, **options)
     if data.root == "synthetic":
         opts["synthetic"] = data.synthetic
-    elif name in data.paths:
-        opts["path"] = data.paths[name]
+    elif folder_override(data, name) is not None:
+        opts["path"] = folder_override(data, name)
     return build_dataset(name, split, root=data.root, **opts)
