@@ -279,9 +279,8 @@ def test_probe_beats_chance_on_synthetic_data(tmp_path):
     assert list((tmp_path / "out" / "of2" / "cached").glob("events.out.tfevents.*"))
 
 
-def test_cached_probe_on_a_generated_objectfolder_tree(tmp_path, monkeypatch):
-    """The real OF2 loader (obj2.0/split.json, label.json, touch PNGs) through the runner; the cache keys its file
-    list."""
+def _of2_tree(root):
+    """obj2.0/ with 14 objects of 7 classes, 3 train + 1 test PNG each; returns the split dict."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -289,15 +288,39 @@ def test_cached_probe_on_a_generated_objectfolder_tree(tmp_path, monkeypatch):
     split, labels = {"train": [], "test": []}, {}
     for item in range(101, 115):
         labels[str(item)] = (item - 101) % 7
-        folder = tmp_path / "data" / "obj2.0" / "touch" / str(item)
+        folder = root / "obj2.0" / "touch" / str(item)
         folder.mkdir(parents=True)
         for png in range(4):
             pixels = np.clip(colours[labels[str(item)]] + rng.normal(0, 20, (20, 20, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{png}.png")
             split["train" if png < 3 else "test"].append([str(item), str(png)])
     split["train"].append(["7", "0"])  # an OF1 object (id <= 100) is not part of OF2
-    (tmp_path / "data" / "obj2.0" / "split.json").write_text(json.dumps(split))
-    (tmp_path / "data" / "obj2.0" / "label.json").write_text(json.dumps({**labels, "7": 0}))
+    (root / "obj2.0" / "split.json").write_text(json.dumps(split))
+    (root / "obj2.0" / "label.json").write_text(json.dumps({**labels, "7": 0}))
+    return split
+
+
+def test_skipped_probe_samples_are_reported(tmp_path, capsys):
+    _of2_tree(tmp_path / "data")
+    (tmp_path / "data" / "obj2.0" / "touch" / "104" / "3.png").write_bytes(b"not a png")  # a test image
+    out = tmp_path / "out"
+    ProbeRunner(load_config(ProbeConfig, [], [
+        "probe.tasks=[of2]", "probe.protocol=cached", "probe.checkpoint=random:tiny", "probe.epochs=1",
+        "probe.batch_size=8", "probe.val_fraction=0", f"data.root={tmp_path / 'data'}", "data.on_error=skip",
+        "data.num_workers=0", f"probe.cache_dir={tmp_path / 'cache'}", "probe.grid.lr=[1e-2]",
+        "probe.grid.weight_decay=[0.0]", f"run.output_dir={out}"]), CPU).run()
+    log = capsys.readouterr().out
+    assert "of2-test: skipped 1 unreadable sample load(s)" in log and "104/3.png" in log
+    timings = json.loads((out / "results.json").read_text())["timings"]
+    assert timings["of2"]["skipped_samples"] == {"test": 1}
+
+
+def test_cached_probe_on_a_generated_objectfolder_tree(tmp_path, monkeypatch):
+    """The real OF2 loader (obj2.0/split.json, label.json, touch PNGs) through the runner; the cache keys its file
+    list."""
+    from PIL import Image
+
+    split = _of2_tree(tmp_path / "data")
     overrides = ["probe.tasks=[of2]", "probe.protocol=cached", "probe.checkpoint=random:tiny", "probe.epochs=2",
                  "probe.batch_size=8", "probe.val_fraction=0.25", f"data.root={tmp_path / 'data'}",
                  "data.num_workers=0", f"probe.cache_dir={tmp_path / 'cache'}", "probe.grid.lr=[1e-2]",

@@ -21,7 +21,8 @@ import torch
 
 from ..api import load_encoder
 from ..config import load_config, parse_cli, save_config, to_dict
-from ..engine.dist import DistEnv, init_distributed, shutdown
+from ..data.skip import format_skipped, skipped_report
+from ..engine.dist import DistEnv, gather_to_main, init_distributed, shutdown
 from ..engine.logging import RunLogger
 from ..engine.optim import resolve_lr
 from ..engine.rng import derive_seed, seed_all
@@ -180,7 +181,24 @@ class ProbeRunner:
             self.log(f"{task.name} {protocol}: " + ", ".join(f"{r['rule']} {r['accuracy']:.2f}%" for r in rows
                                                               if r["protocol"] == protocol)
                      + f" ({timings[protocol]['wall_s']:.1f} s)")
+        skipped = self.report_skipped(task, sets)
+        if skipped:
+            timings["skipped_samples"] = skipped
         return rows, curves, timings
+
+    def report_skipped(self, task: Task, sets: Dict[str, Any]) -> Dict[str, int]:
+        """``data.on_error=skip``: print which samples of each split were unreadable (every rank's), and return
+        {split: skipped loads}. A skipped sample was replaced by the next readable one, so its split's accuracy
+        counts that neighbour twice; the count goes to results.json next to the numbers."""
+        counts = {}
+        for part, ds in sets.items():
+            gathered = gather_to_main(skipped_report(ds))  # a collective: every rank, same order
+            flat = [r for rank_records in gathered or [] for r in rank_records]
+            if flat:
+                counts[part] = sum(r["count"] for r in flat)
+                self.log(f"{task.name}-{part}: {format_skipped(flat)}\n  (each replaced by the next readable "
+                         f"sample of the split)")
+        return counts
 
     def run(self) -> List[Dict[str, Any]]:
         if self.env.is_main:
