@@ -21,7 +21,7 @@ from .checkpoint import hf_clip, open_clip, original, ours
 from .checkpoint.common import CheckpointMismatchError, ConversionReport, load_assign, on_meta
 from .checkpoint.io import ORIGINAL_ALLOW, safe_load, safetensors_metadata
 from .models import AnyTouchModel, TouchEncoder
-from .models.config import ARCH_PRESETS, ArchConfig, arch_from_hf_config, get_arch
+from .models.config import ARCH_PRESETS, ArchConfig, arch_from_dict, arch_from_hf_config, get_arch
 
 __all__ = ["load_model", "load_encoder", "read_checkpoint"]
 
@@ -138,11 +138,49 @@ def _from_original(sd, config, weights: Path, what: str, fmt: str, merge_lora: b
     return model, report
 
 
+# the ArchConfig fields a CLIP config.json determines (the rest comes from a base preset, see arch_from_hf_config)
+_HF_CONFIG_FIELDS = ("projection_dim", "touch", "vision", "text")
+
+
+def _first_difference(stored: Mapping[str, Any], given: Mapping[str, Any],
+                      prefix: str = "") -> Optional[Tuple[str, Any, Any]]:
+    """``(dotted field, stored value, given value)`` of the first field where two ``ArchConfig.to_dict()`` differ."""
+    for key, a in stored.items():
+        b = given.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diff = _first_difference(a, b, f"{prefix}{key}.")
+            if diff is not None:
+                return diff
+        elif a != b:
+            return f"{prefix}{key}", a, b
+    return None
+
+
+def _check_own_arch(ckpt: Mapping[str, Any], config: ConfigLike, weights: Path) -> None:
+    """``config=`` given for our checkpoint: accept it only if it describes the architecture stored in the file.
+
+    A preset / ArchConfig / dict is compared on every field but ``name``; a CLIP config.json on the fields it
+    determines (projection size and the touch, vision and text towers).
+    """
+    stored = arch_from_dict(ckpt["arch"]).to_dict()
+    explicit = _explicit_arch(config)
+    given = (explicit if explicit is not None else arch_from_hf_config(config)).to_dict()
+    fields = [k for k in stored if k != "name"] if explicit is not None else list(_HF_CONFIG_FIELDS)
+    diff = _first_difference({k: stored[k] for k in fields}, {k: given[k] for k in fields})
+    if diff is not None:
+        field, a, b = diff
+        shown = f"config={str(config)!r}" if isinstance(config, (str, Path)) else "config="
+        raise CheckpointMismatchError(
+            f"{weights} carries its own architecture ({stored['name']!r}) and {shown} does not match it: {field} is "
+            f"{a!r} in the checkpoint but {b!r} in the config; leave config= out to use the stored architecture"
+        )
+
+
 def _load(checkpoint: PathLike, config: ConfigLike, what: str, inflate: str = "repeat", merge_lora: bool = True):
     fmt, content, weights, pre = read_checkpoint(checkpoint)
     if fmt == "ours":
         if config is not None:
-            raise ValueError(f"{weights} carries its own architecture; config= must not be given for it")
+            _check_own_arch(content, config, weights)
         model, report = ours.build_model(content, what="encoder" if what == "encoder" else "model", source=str(weights))
     elif fmt.startswith("original"):
         model, report = _from_original(content, config, weights, what, fmt, merge_lora)
@@ -163,7 +201,9 @@ def load_model(checkpoint: PathLike, config: ConfigLike = None, *, inflate: str 
             A CLIP checkpoint gives the CLIP-initialised stage-2 model (spec 2.4 / 2.5).
         config: for original and CLIP files: the CLIP ``config.json`` (or its folder) that supplies head counts and
             activations, or an ArchConfig / preset name. Optional: without it the sizes are inferred from the
-            tensors (heads = width // 64 for the towers, 16 for the decoder). Not allowed for our own files.
+            tensors (heads = width // 64 for the towers, 16 for the decoder). Our own files carry their
+            architecture: a config given for them must match it (else CheckpointMismatchError naming the first
+            differing field).
         inflate: CLIP patch-conv inflation, ``"repeat"`` (original) or ``"mean"``.
         merge_lora: fold the vision LoRA of an original stage-2 file into the base weights (W + alpha/r·B·A).
         return_report: also return the :class:`~anytouch.checkpoint.common.ConversionReport`.

@@ -300,8 +300,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.print_help()
             return 2
         return args.fn(args)
-    except (CLIError, FileNotFoundError, ValueError, ImportError) + _data_errors() as e:
-        # user errors (bad path, value, format, missing optional package): the message names what was wrong
+    except (CLIError, FileNotFoundError, ValueError, ImportError) + _data_errors() + _checkpoint_errors() as e:
+        # user errors (bad path, value, format, damaged or refused checkpoint, missing optional package): the
+        # message names what was wrong
         if os.environ.get("ANYTOUCH_TRACEBACK"):
             raise
         print(f"anytouch {argv[0] if argv else ''}: error: {e}\n(set ANYTOUCH_TRACEBACK=1 for the traceback)",
@@ -313,3 +314,10 @@ def _data_errors() -> tuple:
     """DataError (a bad data file) when the data package was imported by the failing command."""
     mod = sys.modules.get("anytouch.data.io")
     return (mod.DataError,) if mod is not None else ()
+
+
+def _checkpoint_errors() -> tuple:
+    """UnsafeCheckpointError (a refused pickle) when the failing command loaded a checkpoint; a damaged checkpoint
+    raises CorruptCheckpointError, a ValueError."""
+    mod = sys.modules.get("anytouch.checkpoint.io")
+    return (mod.UnsafeCheckpointError,) if mod is not None else ()

@@ -72,8 +72,25 @@ def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
 
 
 def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 224) -> torch.Tensor:
-    """One touch frame -> (3,size,size); a sequence of frames (a clip) -> (T,3,size,size). ImageNet-normalised."""
+    """Touch frame(s) -> ImageNet-normalised, resized tensors (no augmentation).
+
+    Args:
+        frames: one frame (PIL image, (H,W,3) / (H,W) array, (3,H,W) / (H,W,3) tensor), or a clip: a list/tuple of
+            such frames, a (T,H,W,3) numpy array or a (T,3,H,W) / (T,H,W,3) tensor (oldest frame first). uint8, or
+            float in [0, 1].
+        size: output side length.
+
+    Returns:
+        (3, size, size) for one frame; (T, 3, size, size) for a clip (every frame preprocessed the same way).
+    """
     single = not isinstance(frames, (list, tuple))
+    if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim >= 4:
+        if frames.ndim > 4:
+            raise ValueError(
+                f"preprocess_touch got an array of shape {tuple(frames.shape)}; expected one frame (H,W,3) / (3,H,W) "
+                "or a clip (T,H,W,3) / (T,3,H,W)"
+            )
+        single = False  # a 4-D array / tensor is a clip of T frames
     seq = [frames] if single else list(frames)
     if not seq:
         raise ValueError("preprocess_touch got an empty clip")

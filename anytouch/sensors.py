@@ -4,8 +4,10 @@ Id -1 is the universal token; it indexes the last slot of the sensor table (slot
 """
 from __future__ import annotations
 
+import numbers
 from typing import Iterable, Sequence, Union
 
+import numpy as np
 import torch
 
 SENSOR_IDS = {
@@ -18,14 +20,33 @@ SENSOR_IDS = {
 }
 UNIVERSAL = -1
 
-SensorLike = Union[int, str, Sequence[Union[int, str]], torch.Tensor]
+SensorLike = Union[int, np.integer, str, Sequence[Union[int, str]], np.ndarray, torch.Tensor]
 
 
-def sensor_id(name_or_id: Union[int, str]) -> int:
-    """Map a sensor name (case-insensitive; '-', ' ' treated as '_') or an int id to an int id."""
-    if isinstance(name_or_id, bool):
+def _integer_dtype(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+
+def _not_integer(value, what: str) -> TypeError:
+    return TypeError(
+        f"sensor ids must be integers, got {what}; a fractional id is not rounded or truncated, pass an int id "
+        f"(-1 = universal) or a name ({', '.join(SENSOR_IDS)})"
+    )
+
+
+def sensor_id(name_or_id: Union[int, np.integer, str, torch.Tensor]) -> int:
+    """Map a sensor name (case-insensitive; '-', ' ' treated as '_') or an integer id to an int id.
+
+    Integer ids may be Python ints, numpy integer scalars or 0-d integer tensors; floats and bools are rejected
+    with a TypeError.
+    """
+    if isinstance(name_or_id, (bool, np.bool_)):
         raise TypeError(f"sensor must be an int or a name, got {name_or_id!r}")
-    if isinstance(name_or_id, int):
+    if isinstance(name_or_id, numbers.Integral):  # int, np.int64, ...
+        return int(name_or_id)
+    if isinstance(name_or_id, torch.Tensor) and name_or_id.ndim == 0:
+        if not _integer_dtype(name_or_id.dtype):
+            raise _not_integer(name_or_id, f"a {name_or_id.dtype} tensor ({name_or_id.item()!r})")
         return int(name_or_id)
     if isinstance(name_or_id, str):
         key = name_or_id.strip().lower().replace("-", "_").replace(" ", "_")
@@ -36,19 +57,30 @@ def sensor_id(name_or_id: Union[int, str]) -> int:
                 f"unknown sensor {name_or_id!r}; expected one of: {', '.join(SENSOR_IDS)} (or an int id, -1 = universal)"
             )
         return SENSOR_IDS[key]
+    if isinstance(name_or_id, numbers.Number):  # float, np.float32, complex
+        raise _not_integer(name_or_id, f"{name_or_id!r} ({type(name_or_id).__name__})")
     raise TypeError(f"sensor must be an int or a name, got {type(name_or_id).__name__}")
 
 
 def sensor_tensor(sensor: SensorLike, batch: int, num_slots: int, device=None) -> torch.Tensor:
     """Turn any accepted sensor spec into a (batch,) long tensor of slot indices in [0, num_slots).
 
-    -1 (universal) maps to the last slot. Raises ValueError on out-of-range ids or a length mismatch.
+    ``sensor``: a name or integer id for the whole batch, or one per sample (a list of names / ids, an integer
+    numpy array or tensor; a single-element one is broadcast). -1 (universal) maps to the last slot. Raises
+    TypeError on floating-point or bool ids, ValueError on out-of-range ids or a length mismatch.
     """
+    if isinstance(sensor, np.ndarray):
+        if sensor.dtype.kind in "iu":
+            sensor = torch.from_numpy(sensor.astype(np.int64))
+        elif sensor.dtype.kind not in "USO":  # strings / objects are handled element by element below
+            raise _not_integer(sensor, f"a numpy array of dtype {sensor.dtype}")
     if isinstance(sensor, torch.Tensor):
+        if not _integer_dtype(sensor.dtype):
+            raise _not_integer(sensor, f"a tensor of dtype {sensor.dtype}")
         ids = sensor.to(device=device, dtype=torch.long).reshape(-1)
         if ids.numel() == 1 and batch != 1:
             ids = ids.expand(batch)
-    elif isinstance(sensor, (int, str)):
+    elif isinstance(sensor, (str, numbers.Number)):
         ids = torch.full((batch,), sensor_id(sensor), dtype=torch.long, device=device)
     elif isinstance(sensor, Iterable):
         ids = torch.tensor([sensor_id(s) for s in sensor], dtype=torch.long, device=device)

@@ -1,4 +1,5 @@
 """anytouch.load_model / load_encoder: format detection and the public namespace."""
+import json
 import subprocess
 import sys
 
@@ -94,6 +95,27 @@ def test_unrecognised_file(tmp_path):
         anytouch.load_model(tmp_path / "x.safetensors")
     with pytest.raises(FileNotFoundError, match="must hold one of"):
         anytouch.load_model(tmp_path)
+
+
+def test_config_that_is_not_a_clip_config_json(files, tmp_path):
+    (tmp_path / "broken.json").write_text('{"vision_config": {')
+    for bad in (files["ours_pt"], tmp_path / "broken.json"):  # a weights file, invalid JSON
+        with pytest.raises(ValueError, match="not a CLIP config.json") as info:
+            anytouch.load_model(files["original_stage2"], config=bad)
+        assert str(bad) in str(info.value)
+
+
+def test_our_checkpoint_accepts_the_matching_clip_config_json(files, tmp_path):
+    enc = anytouch.load_encoder(files["ours_pt"], config=files["hf_folder"])  # config.json of the same towers
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        assert torch.equal(enc(x, 1), anytouch.load_encoder(files["ours_pt"])(x, 1))
+    (tmp_path / "wide").mkdir()
+    wide = clip_config_dict()
+    wide["text_config"] = dict(wide["text_config"], intermediate_size=128)
+    (tmp_path / "wide" / "config.json").write_text(json.dumps(wide))
+    with pytest.raises(ValueError, match=r"does not match it: text\.mlp_width is 64 in the checkpoint but 128"):
+        anytouch.load_model(files["ours_st"], config=tmp_path / "wide")
 
 
 def test_import_is_light_and_exports_resolve():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from anytouch.checkpoint.io import (
-    ORIGINAL_ALLOW, UnsafeCheckpointError, atomic_save, read_safetensors, safe_load, safetensors_metadata,
-    save_safetensors,
+    ORIGINAL_ALLOW, CorruptCheckpointError, UnsafeCheckpointError, atomic_save, read_safetensors, safe_load,
+    safetensors_metadata, save_safetensors,
 )
 
 
@@ -108,3 +108,76 @@ def test_save_safetensors_shared_and_noncontiguous(tmp_path):
 def test_save_safetensors_rejects_non_string_metadata(tmp_path):
     with pytest.raises(TypeError, match="version"):
         save_safetensors({"a": torch.zeros(1)}, tmp_path / "m.safetensors", {"version": 1})
+
+
+def _damaged_files(tmp_path):
+    """An empty file, half of a zip checkpoint, half of a legacy one, a text file, a PNG and half a safetensors."""
+    torch.save({"model": {"w": torch.randn(64, 64)}}, tmp_path / "good.pt")
+    torch.save({"model": {"w": torch.randn(64, 64)}}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    save_safetensors({"w": torch.randn(64)}, tmp_path / "good.safetensors")
+    files = {"empty.pt": b"", "text.pt": b"hello", "image.pt": b"\x89PNG\r\n\x1a\n" + bytes(64)}
+    for src, name in (("good.pt", "half.pt"), ("legacy.pt", "half_legacy.pt"), ("good.safetensors", "half.safetensors")):
+        data = (tmp_path / src).read_bytes()
+        files[name] = data[: len(data) // 2]
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return sorted(files)
+
+
+def test_damaged_file_names_path_and_size(tmp_path):
+    for name in _damaged_files(tmp_path):
+        path = tmp_path / name
+        with pytest.raises(CorruptCheckpointError, match="truncated or not a") as info:
+            safe_load(path, allow=ORIGINAL_ALLOW)
+        assert isinstance(info.value, ValueError), name
+        assert str(path) in str(info.value) and f"({path.stat().st_size} bytes)" in str(info.value), name
+
+
+def test_cli_reports_damaged_checkpoint_in_one_line(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from anytouch.cli import main
+
+    monkeypatch.delenv("ANYTOUCH_TRACEBACK", raising=False)
+    Image.new("RGB", (32, 32)).save(tmp_path / "f.png")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    assert main(["embed", str(tmp_path / "f.png"), "-c", str(tmp_path / "empty.pt"), "-o", str(tmp_path / "o.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "empty.pt (0 bytes)" in err.splitlines()[0]
+    marker = tmp_path / "pwned"
+    torch.save({"model": {}, "x": Malicious(str(marker))}, tmp_path / "evil.pt")
+    assert main(["embed", str(tmp_path / "f.png"), "-c", str(tmp_path / "evil.pt"), "-o", str(tmp_path / "o.npy")]) == 2
+    assert "refusing to load" in capsys.readouterr().err.splitlines()[0] and not marker.exists()
+
+
+@pytest.fixture
+def torch_2_4(monkeypatch):
+    """torch 2.4's serialization API: add_safe_globals exists, safe_globals / get_unsafe_globals_in_checkpoint not."""
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    monkeypatch.delattr(torch.serialization, "get_unsafe_globals_in_checkpoint")
+    before = set(torch.serialization.get_safe_globals())
+    yield
+    assert set(torch.serialization.get_safe_globals()) == before  # the allow-list was only extended for each load
+
+
+def test_torch_2_4_fallback_loads_original_layout(tmp_path, torch_2_4):
+    from checkpoint_fixtures import make_state_dict, save_original, stage1_layout
+
+    sd = make_state_dict(stage1_layout())
+    save_original(tmp_path / "s1.pth", sd)
+    back = safe_load(tmp_path / "s1.pth", allow=ORIGINAL_ALLOW)
+    assert isinstance(back["args"], argparse.Namespace) and back["args"].batch_size == 64
+    assert all(torch.equal(back["model"][k], v) for k, v in sd.items())
+    with pytest.raises(UnsafeCheckpointError, match="argparse.Namespace"):  # still refused without the allow-list
+        safe_load(tmp_path / "s1.pth")
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()
+
+
+@pytest.mark.parametrize("zipfile_format", [True, False])
+def test_torch_2_4_fallback_refuses_malicious_pickle(tmp_path, torch_2_4, zipfile_format):
+    marker = tmp_path / "pwned"
+    torch.save({"model": {}, "args": argparse.Namespace(lr=1), "x": Malicious(str(marker))}, tmp_path / "evil.pt",
+               _use_new_zipfile_serialization=zipfile_format)
+    with pytest.raises(UnsafeCheckpointError, match=r"evil\.pt.*mkdir"):
+        safe_load(tmp_path / "evil.pt", allow=ORIGINAL_ALLOW)
+    assert not marker.exists()

@@ -1,5 +1,6 @@
 """Our checkpoint format: weights-only round trips, safetensors release files, refusals."""
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -126,10 +127,20 @@ def test_namespace_cannot_be_saved(stage2_model, tmp_path):
     assert not (tmp_path / "c.pt").exists()
 
 
-def test_config_not_allowed_for_our_files(stage2_model, tmp_path):
+def test_config_for_our_files_must_match_the_stored_arch(stage2_model, tmp_path):
     path = ours.save_checkpoint(tmp_path / "c.pt", stage2_model)
-    with pytest.raises(ValueError, match="carries its own architecture"):
-        anytouch.load_model(path, config="tiny")
+    st = ours.export_safetensors(path, tmp_path / "c.safetensors")
+    ref = anytouch.load_encoder(path)
+    x = torch.randn(2, 3, 56, 56)
+    for ck in (path, st):  # a matching preset, ArchConfig or dict is accepted and changes nothing
+        for config in ("tiny", TINY, TINY.to_dict()):
+            torch.testing.assert_close(anytouch.load_encoder(ck, config=config)(x, 0), ref(x, 0), rtol=0, atol=0)
+        assert anytouch.load_model(ck, config="tiny").has_towers
+    with pytest.raises(CheckpointMismatchError, match=r"carries its own architecture.*projection_dim is 32 .* 128"):
+        anytouch.load_model(path, config="small")
+    other = dataclasses.replace(TINY, touch=dataclasses.replace(TINY.touch, heads=4))
+    with pytest.raises(CheckpointMismatchError, match=r"touch\.heads is 2 in the checkpoint but 4"):
+        anytouch.load_encoder(st, config=other)
 
 
 def test_wrong_arch_in_checkpoint_names_key_and_shapes(stage2_model, tmp_path):

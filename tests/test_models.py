@@ -181,16 +181,43 @@ def test_decoder_sees_projected_tokens_and_restores_order(mae):
     torch.testing.assert_close(p1, p2)
 
 
-def test_grad_checkpointing_same_gradients(arch):
+def _saved_tensor_count(fn) -> int:
+    """How many tensors autograd saves for backward while ``fn()`` runs."""
+    count = 0
+
+    def pack(t):
+        nonlocal count
+        count += 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return count
+
+
+def test_grad_checkpointing_same_gradients(arch, monkeypatch):
+    import anytouch.models.layers as layers
+
     torch.manual_seed(1)
     m = TouchMAE(arch).train()
     img, noise = torch.randn(2, 3, 56, 56), torch.rand(2, 16)
     m(img, 0, noise=noise)["loss"].backward()
     g1 = m.encoder.blocks[0].mlp.fc1.weight.grad.clone()
+    saved_plain = _saved_tensor_count(lambda: m(img, 0, noise=noise))
     m.zero_grad()
+    calls = []
+    real = layers.checkpoint
+    monkeypatch.setattr(layers, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     m.encoder.set_grad_checkpointing(True)
     m(img, 0, noise=noise)["loss"].backward()
     torch.testing.assert_close(m.encoder.blocks[0].mlp.fc1.weight.grad, g1)
+    assert len(calls) == arch.touch.layers  # every encoder block went through torch.utils.checkpoint
+    # and activations really are dropped: only the block inputs are kept for the recomputation
+    assert _saved_tensor_count(lambda: m(img, 0, noise=noise)) < saved_plain
+    with torch.no_grad():  # no checkpointing (nothing to save) outside training with grad
+        calls.clear()
+        m(img, 0, noise=noise)
+        assert not calls
 
 
 def test_lora_identity_at_init_and_merge():
@@ -286,3 +313,25 @@ def test_towers_match_transformers_clip(arch):
         torch.testing.assert_close(m.encode_text(ids, mask), ref, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(m.encode_text(["a smooth hard surface", "soft fabric with fine ridges and bumps"]),
                                    ref, rtol=1e-4, atol=1e-5)
+
+
+def test_touch_encoder_refuses_unnormalised_integer_input(mae):
+    raw = torch.randint(0, 256, (2, 3, 56, 56), dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r"torch.uint8.*anytouch.preprocess_touch"):
+        mae.encoder(raw, 0)
+    with pytest.raises(TypeError, match="floating-point"):
+        mae.encoder(raw.long().unsqueeze(1).expand(-1, 3, -1, -1, -1), 0)
+    assert mae.encoder(raw.float() / 255, 0).shape == (2, mae.encoder.proj.out_features)
+
+
+def test_encode_text_range_checks_token_ids(arch):
+    m = AnyTouchModel(arch, lora=False).eval()
+    vocab = arch.text.vocab_size
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    ids[1, 3] = vocab + 7
+    with pytest.raises(ValueError, match=rf"max id {vocab + 7}.*vocabulary size is {vocab}"):
+        m.encode_text(ids)
+    with pytest.raises(ValueError, match="min id -1"):
+        m.encode_text(torch.full((1, 5), -1))
+    ids[1, 3] = vocab - 1
+    assert m.encode_text(ids).shape == (2, arch.projection_dim)

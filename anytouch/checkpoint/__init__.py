@@ -5,10 +5,10 @@
 directions), ``ours`` (our format). ``anytouch.load_model`` / ``load_encoder`` detect the format.
 """
 from .common import CheckpointMismatchError, ConversionReport
-from .io import UnsafeCheckpointError, atomic_save, safe_load, save_safetensors
+from .io import CorruptCheckpointError, UnsafeCheckpointError, atomic_save, safe_load, save_safetensors
 from .ours import export_safetensors, load_checkpoint, make_checkpoint, save_checkpoint
 
 __all__ = [
-    "CheckpointMismatchError", "ConversionReport", "UnsafeCheckpointError", "atomic_save", "safe_load",
-    "save_safetensors", "export_safetensors", "load_checkpoint", "make_checkpoint", "save_checkpoint",
+    "CheckpointMismatchError", "ConversionReport", "CorruptCheckpointError", "UnsafeCheckpointError", "atomic_save",
+    "safe_load", "save_safetensors", "export_safetensors", "load_checkpoint", "make_checkpoint", "save_checkpoint",
 ]

@@ -3,14 +3,20 @@
 Every load in anytouch goes through :func:`safe_load`, which never runs arbitrary pickled code:
 ``torch.load(weights_only=True)`` with an explicit allow-list (``argparse.Namespace`` only for the original
 AnyTouch files, whose ``args`` entry is a Namespace; spec 2.3 / 6.4). ``.safetensors`` files are read with
-safetensors. Saves are atomic (temp file in the same folder, fsync, ``os.replace``), so a crash never leaves a
-truncated checkpoint under the final name.
+safetensors. An empty, truncated or foreign file raises :class:`CorruptCheckpointError` naming the file and its
+size. Saves are atomic (temp file in the same folder, fsync, ``os.replace``), so a crash never leaves a truncated
+checkpoint under the final name.
+
+Works with torch >= 2.4: ``torch.serialization.safe_globals`` and ``get_unsafe_globals_in_checkpoint`` only exist
+from torch 2.5; on 2.4 the allow-list is added with ``add_safe_globals`` for the duration of one load and the
+offending class is read from torch's error message.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,6 +26,7 @@ import torch
 
 __all__ = [
     "UnsafeCheckpointError",
+    "CorruptCheckpointError",
     "ORIGINAL_ALLOW",
     "safe_load",
     "read_safetensors",
@@ -38,10 +45,59 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds a pickled object outside the weights-only allow-list; it was not unpickled."""
 
 
-def _unsafe_globals(path: Path) -> list:
-    if not zipfile.is_zipfile(path):
-        return []  # legacy (pre-1.6) pickle: torch cannot list its globals statically
-    return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file is empty, truncated or not a torch / safetensors file at all."""
+
+
+# what torch.load raises on a damaged file: a broken zip (RuntimeError from its reader), a pickle cut short
+# (EOFError), a text file read as the legacy format (KeyError / OSError), ...
+_READ_ERRORS = (RuntimeError, EOFError, KeyError, IndexError, ValueError, OSError, zipfile.BadZipFile)
+
+
+def _corrupt(path: Path, err: BaseException, kind: str = "torch checkpoint") -> CorruptCheckpointError:
+    size = path.stat().st_size
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    # torch's weights-only message starts with generic advice; the useful line names the bad pickle operand
+    why = next((ln for ln in lines if ln.lower().startswith("unsupported")), lines[0] if lines else "")[:200]
+    return CorruptCheckpointError(
+        f"cannot read checkpoint {path} ({size} bytes): the file is truncated or not a {kind} "
+        f"[{type(err).__name__}{': ' + why if why else ''}]"
+    )
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (torch >= 1.6) or a pickle stream (the legacy format starts with a PROTO opcode)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
+def _unsafe_globals(path: Path, err: BaseException) -> list:
+    """The non-allow-listed globals the file pickles (torch >= 2.5 lists them all; 2.4: the one in ``err``)."""
+    find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if find is None or not zipfile.is_zipfile(path):
+        # torch 2.4, or a legacy (pre-1.6) pickle whose globals torch cannot list statically: torch's message
+        # names the first offending global ("Unsupported global: GLOBAL argparse.Namespace ...")
+        return list(dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)", str(err))))
+    return list(find(str(path)))
+
+
+def _weights_only_load(path: Path, allow: tuple, mmap: bool) -> Any:
+    """``torch.load(weights_only=True)`` with ``allow`` added to torch's allow-list for this load only."""
+    ser = torch.serialization
+    if hasattr(ser, "safe_globals"):  # torch >= 2.5: a scoped allow-list
+        with ser.safe_globals(list(allow)):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    if not allow:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    # torch 2.4 only has the process-wide list: add to it, load, then put the previous list back
+    previous = list(ser.get_safe_globals())
+    ser.add_safe_globals(list(allow))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    finally:
+        ser.clear_safe_globals()
+        ser.add_safe_globals(previous)
 
 
 def safe_load(path: PathLike, allow: Iterable[type] = (), mmap: Optional[bool] = None) -> Any:
@@ -58,6 +114,7 @@ def safe_load(path: PathLike, allow: Iterable[type] = (), mmap: Optional[bool] =
 
     Raises:
         FileNotFoundError: the file does not exist.
+        CorruptCheckpointError: the file is empty, truncated or not a torch / safetensors file (a ValueError).
         UnsafeCheckpointError: the file pickles a class or function outside the allow-list (named in the message);
             nothing from it is executed.
     """
@@ -70,34 +127,49 @@ def safe_load(path: PathLike, allow: Iterable[type] = (), mmap: Optional[bool] =
         mmap = zipfile.is_zipfile(path)
     allow = tuple(allow)
     try:
-        with torch.serialization.safe_globals(list(allow)):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return _weights_only_load(path, allow, mmap)
+    except PermissionError:
+        raise
     except pickle.UnpicklingError as e:
+        if not _looks_like_torch_file(path):
+            raise _corrupt(path, e) from None
         allowed = {f"{c.__module__}.{c.__qualname__}" for c in allow}
-        offending = [g for g in _unsafe_globals(path) if g not in allowed]
+        try:
+            offending = [g for g in _unsafe_globals(path, e) if g not in allowed]
+        except _READ_ERRORS:
+            offending = []
         what = f"pickled objects {offending}" if offending else "a pickled object"
-        detail = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), "")
+        detail = next((ln.strip() for ln in str(e).splitlines() if "unsupported" in ln.lower()), "")
         raise UnsafeCheckpointError(
             f"refusing to load {path}: it contains {what} outside the weights-only allow-list "
             f"(allowed: torch tensors and plain containers{', ' + ', '.join(sorted(allowed)) if allowed else ''}). "
             f"Nothing from the file was executed. If you trust the file, convert it yourself with "
             f"torch.load(weights_only=False) and save its tensors." + (f" [torch: {detail}]" if detail else "")
         ) from None
+    except _READ_ERRORS as e:
+        raise _corrupt(path, e) from None
 
 
 def read_safetensors(path: PathLike) -> Dict[str, torch.Tensor]:
     """All tensors of a ``.safetensors`` file (CPU)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(path), device="cpu")
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as e:
+        raise _corrupt(Path(path), e, "safetensors file") from None
 
 
 def safetensors_metadata(path: PathLike) -> Dict[str, str]:
     """The string->string metadata header of a ``.safetensors`` file (empty dict if none)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        return dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except SafetensorError as e:
+        raise _corrupt(Path(path), e, "safetensors file") from None
 
 
 def _default_mode() -> int:

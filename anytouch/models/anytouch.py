@@ -66,7 +66,10 @@ class AnyTouchModel(nn.Module):
 
     def encode_text(self, input_ids: Union[torch.Tensor, str, Sequence[str]],
                     attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Token ids (B, 77) (+ mask), or raw strings tokenised offline with CLIP's BPE -> (B, P)."""
+        """Token ids (B, 77) (+ mask), or raw strings tokenised offline with CLIP's BPE -> (B, P).
+
+        Raises ValueError when an id is outside the text vocabulary ``[0, vocab_size)``.
+        """
         self._need_towers("encode_text")
         if isinstance(input_ids, (str, list, tuple)):
             from ..tokenizer import tokenize
@@ -74,6 +77,13 @@ class AnyTouchModel(nn.Module):
             input_ids, attention_mask = tokenize(input_ids, context_length=self.arch.text.context_length)
             device = self.text.token_embed.weight.device
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        vocab = self.text.token_embed.num_embeddings
+        bad = (input_ids < 0) | (input_ids >= vocab)
+        if bool(bad.any()):  # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
+            raise ValueError(
+                f"token ids out of range: max id {int(input_ids.max())}, min id {int(input_ids.min())}, but this "
+                f"model's text vocabulary size is {vocab} (ids 0..{vocab - 1}); tokenise with anytouch.tokenize"
+            )
         return self.text(input_ids, attention_mask)
 
     def mae_loss(self, touch: torch.Tensor, sensor: SensorLike, noise: Optional[torch.Tensor] = None,

@@ -170,9 +170,15 @@ def arch_from_hf_config(path: Union[str, Path], base: Union[str, ArchConfig] = "
         path = path / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"CLIP config not found: {path} (expected a Hugging Face CLIP config.json)")
-    with open(path) as f:
-        cfg = json.load(f)
-    if "vision_config" not in cfg:
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"{path} is not a CLIP config.json ({type(e).__name__}: {e}); expected a Hugging Face CLIP "
+            "config.json (a JSON file, not weights) or the folder holding it"
+        ) from None
+    if not isinstance(cfg, dict) or "vision_config" not in cfg:
         raise ValueError(f"{path} is not a CLIP config.json (no 'vision_config' key)")
     vision = _hf_tower(cfg.get("vision_config") or {})
     t = {**_HF_TEXT_DEFAULTS, **{k: x for k, x in (cfg.get("text_config") or {}).items() if x is not None}}

@@ -76,8 +76,16 @@ class TouchEncoder(nn.Module):
 
     # -- inputs ---------------------------------------------------------------------------------------------
     def prepare_input(self, touch: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) image -> 3 identical frames; (B,T,3,H,W) clip -> its first 3 frames. Returns (B,3,3,H,W)."""
+        """(B,3,H,W) image -> 3 identical frames; (B,T,3,H,W) clip -> its first 3 frames. Returns (B,3,3,H,W).
+
+        ``touch`` must be floating point (ImageNet-normalised); raw uint8 frames raise a TypeError.
+        """
         s = self.image_size
+        if not touch.is_floating_point():
+            raise TypeError(
+                f"touch must be a floating-point tensor of ImageNet-normalised frames, got dtype {touch.dtype}; "
+                "turn raw (uint8) frames into model input with anytouch.preprocess_touch (anytouch.preprocess)"
+            )
         if touch.ndim == 4 and touch.shape[1] == 3:
             x = touch.unsqueeze(1).expand(-1, self.num_frames, -1, -1, -1)
         elif touch.ndim == 5 and touch.shape[1] >= self.num_frames and touch.shape[2] == 3:
