@@ -102,6 +102,13 @@ def sensor_arg(value: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _check_suffix(path: str, allowed: Sequence[str], what: str) -> None:
+    """A CLIError unless ``path`` ends in one of ``allowed`` (a file type is chosen by its name downstream)."""
+    suffix = os.path.splitext(str(path))[1].lower()
+    if suffix not in allowed:
+        raise CLIError(f"{what} {path}: extension {suffix or '(none)'!r}; expected {' or '.join(allowed)}")
+
+
 # -- subcommands ----------------------------------------------------------------------------------------------
 def _cmd_embed(args) -> int:
     from pathlib import Path
@@ -116,6 +123,7 @@ def _cmd_embed(args) -> int:
         inputs += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not inputs:
         raise CLIError("no inputs: give image/video files or folders, or --list FILE")
+    _check_suffix(args.output, (".npy", ".safetensors"), "--output")  # before hours of embedding, not after
     enc = load_from_args(args, "encoder")
     dtype = torch.bfloat16 if args.bf16 else None
     feats, names = embed_paths(enc, inputs, sensor=args.sensor, pooling=args.pooling, batch_size=args.batch_size,
@@ -136,6 +144,8 @@ def _cmd_convert(args) -> int:
     from .checkpoint.original import to_original_stage1, to_original_stage2
 
     to = args.to or ("safetensors" if args.dst.endswith(".safetensors") else "ours")
+    _check_suffix(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
+                  f"the destination of --to {to}")
     if not Path(args.src).exists():
         raise CLIError(f"{args.src}: no such checkpoint file or folder")
     model = load_model(args.src, config=args.config, merge_lora=to != "original")
@@ -177,6 +187,7 @@ def _cmd_adapt(args) -> int:
     from .checkpoint import save_checkpoint
     from .embed import find_inputs, iter_units
 
+    _check_suffix(args.output, (".pth", ".pt"), "--output (a checkpoint)")
     model = load_from_args(args, "model")
     size = model.encoder.image_size
     units = [u for u in find_inputs(args.frames) if u[0] == "image"]

@@ -174,6 +174,21 @@ def test_convert_round_trips(files, tmp_path):
     assert read_checkpoint(tmp_path / "o1.pth")[0] == "original_stage1"
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["convert", "{s1}", "{tmp}/y.safetensors", "--to", "ours"], "extension '.safetensors'; expected .pth or .pt"),
+    (["convert", "{s1}", "{tmp}/y.pth", "--to", "safetensors"], "extension '.pth'; expected .safetensors"),
+    (["convert", "{s1}", "{tmp}/x.txt"], "extension '.txt'"),
+    (["adapt", "{imgs}", "-c", "{s1}", "-o", "{tmp}/a.npy"], "--output (a checkpoint)"),
+    (["embed", "{imgs}", "-c", "{tmp}/never-loaded.pth", "-o", "{tmp}/f.txt"], "expected .npy or .safetensors"),
+])
+def test_output_file_types_are_checked_before_any_work(files, tmp_path, capsys, argv, message):
+    root, _ = files
+    args = [a.format(s1=root / "s1.pth", imgs=root / "imgs", tmp=tmp_path) for a in argv]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err  # the embed checkpoint does not exist: the suffix is checked first
+    assert not list(tmp_path.iterdir())
+
+
 def test_export_matches_pytorch(files, tmp_path, capsys):
     pytest.importorskip("onnx")
     root, _ = files
