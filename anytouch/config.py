@@ -143,6 +143,8 @@ def _coerce(value: Any, tp, key: str) -> Any:
             if value not in typing.get_args(tp):
                 raise ConfigError(f"config key '{key}' = {value!r}; expected one of {list(typing.get_args(tp))}")
             return value
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         raise ConfigError(f"config key '{key}' = {value!r} is not a valid {getattr(tp, '__name__', tp)}") from None
     return value

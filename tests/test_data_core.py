@@ -39,6 +39,25 @@ def test_read_image_jpeg_close_to_pil(tmp_path):
     assert np.abs(read_image(str(p)).permute(1, 2, 0).numpy().astype(int) - ref).max() <= 3
 
 
+def test_read_image_16bit_scaled_to_uint8(tmp_path):
+    """16-bit PNGs (cv2: BGR colour; PIL: grey) and a 16-bit grey TIFF (PIL path) -> uint8 RGB, value >> 8."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 65536, (12, 10, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "c16.png"), bgr)
+    x = read_image(str(tmp_path / "c16.png"))
+    assert x.dtype == torch.uint8 and x.shape == (3, 12, 10)
+    assert np.array_equal(x.permute(1, 2, 0).numpy(), (bgr[..., ::-1] >> 8).astype(np.uint8))
+    grey = rng.integers(0, 65536, (12, 10), dtype=np.uint16)
+    for name in ("g16.png", "g16.tif"):
+        Image.fromarray(grey).save(tmp_path / name)
+        x = read_image(str(tmp_path / name))
+        assert x.dtype == torch.uint8 and x.shape == (3, 12, 10), name
+        assert all(np.array_equal(x[c].numpy(), (grey >> 8).astype(np.uint8)) for c in range(3)), name
+    assert TouchTransform(16, train=True)(read_image(str(tmp_path / "c16.png"))).shape == (3, 16, 16)
+
+
 def test_read_image_errors_name_the_file(tmp_path):
     good = io.BytesIO()
     Image.fromarray(_img(64, 64)).save(good, "JPEG")

@@ -270,6 +270,16 @@ def test_cross_sampler_single_sensor_objects_do_not_hang():
         CrossSensorDataset(_Frames([0, 0, 1], [3, 3, 1]))
 
 
+def test_cross_sampler_one_object_needs_a_negative_pool():
+    """One TacQuad object seen by two sensors: without a pool no negative exists (was numpy's 'high <= 0' on draw)."""
+    with pytest.raises(DataError, match="no negative possible"):
+        CrossSensorDataset(_Frames([5, 5, 5], [3, 1, 4]))
+    with pytest.raises(DataError, match="no negative possible"):
+        CrossSensorDataset(_Frames([5, 5], [3, 1]), [_Frames([], [])])  # an empty pool is no pool
+    ds = CrossSensorDataset(_Frames([5, 5], [3, 1]), [_Frames([0], [2])])
+    assert [ds.draw(i)[2] for i in range(len(ds))] == [2, 2]  # the pool's only entry
+
+
 # ---- mixed pre-training sets -----------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore")
 def test_pretrain_set_repeats_and_table(root, capsys, monkeypatch):
@@ -306,6 +316,34 @@ def test_pretrain_set_repeats_and_table(root, capsys, monkeypatch):
         build_pretrain_set(DataConfig(root=root, repeats={"tga": 1}), 1, "image", 16, 16)
     with pytest.raises(ValueError, match="tacquad"):
         build_pretrain_set(DataConfig(root=root, repeats={"tag": 1}), 2, "cross_image", 16, 16)
+
+
+def test_data_config_keys_checked_at_load():
+    """data.paths / data.repeats keys, data.on_error and the stage-1 train.batch_size keys fail at config load."""
+    from anytouch.config import ConfigError, load_config
+    from anytouch.train.stage1 import Stage1Config
+    from anytouch.train.stage2 import Stage2Config
+
+    with pytest.raises(ConfigError, match=r"data\.paths.*'tag_materal'.*did you mean 'data\.paths\.tag_material'.*"
+                                          r"valid keys: tacquad.*ycb_slide, tag_material.*of2"):
+        load_config(Stage1Config, [], ["data.paths.tag_materal=/x"])
+    cfg = load_config(Stage1Config, [], ["data.paths.tag=/a", "data.paths.tag_material=/b", "data.paths.of1=/c"])
+    assert cfg.data.paths == {"tag": "/a", "tag_material": "/b", "of1": "/c"}
+    with pytest.raises(ConfigError, match=r"data\.repeats.*'tga'"):
+        load_config(Stage1Config, [], ["data.repeats.tga=1"])
+    with pytest.raises(ConfigError, match=r"data\.on_error.*'skp'.*\['raise', 'skip'\]"):
+        load_config(Stage1Config, [], ["data.on_error=skp"])
+    with pytest.raises(ConfigError, match="data.on_error"):
+        DataConfig(on_error="ignore")
+    assert load_config(Stage1Config, [], ["data.on_error=skip"]).data.on_error == "skip"
+    with pytest.raises(ConfigError, match=r"train\.batch_size.*'imag'.*valid keys: image, video"):
+        load_config(Stage1Config, [], ["train.batch_size.imag=4"])
+    with pytest.raises(ConfigError, match="positive integer"):
+        load_config(Stage1Config, [], ["train.batch_size.image=0"])
+    assert load_config(Stage1Config, [], ["train.batch_size.image=4"]).train.batch_size == {"image": 4, "video": 64}
+    assert load_config(Stage2Config, [], ["train.batch_size.video_cross=2"]).train.batch_size["video_cross"] == 2
+    with pytest.raises(ConfigError, match="image_cross"):  # stage 2's own loaders are the valid keys there
+        load_config(Stage2Config, [], ["train.batch_size.imagecross=2"])
 
 
 # ---- registry --------------------------------------------------------------------------------------------------

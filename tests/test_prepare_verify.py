@@ -2,6 +2,7 @@
 the real loaders, the contact rule, and the verification table on a tree with a missing and a corrupt file."""
 import csv
 import os
+import re
 import sys
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_verify_reports_missing_and_corrupt_files(tmp_path, capsys):
     assert rows["tag_material"]["unreadable"] == 0 and rows["tag_material"]["samples"] == 9
     assert rows["tag_roughness"]["missing"] == 1 and rows["tag_roughness"]["checked"] == 3
     assert rows["feel"]["missing"] == 0 and rows["feel"]["unreadable"] == 1 and "1_B.png" in rows["feel"]["notes"]
-    assert rows["of1"]["status"] == "absent" and "split.json" in rows["of1"]["notes"]
+    assert rows["of1"]["status"] == "absent" and os.path.join(root, "obj1.0") in rows["of1"]["notes"]
     table = format_rows(list(rows.values()))
     assert "0000000004.jpg" in table and table.splitlines()[0].split()[:3] == ["dataset", "status", "samples"]
     sampled = verify(root, ["feel"], sample=3, progress=False)[0]
@@ -152,3 +153,49 @@ def test_verify_reports_missing_and_corrupt_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         verify_main(["--root", root, "--names", "feel,tag_material"])
     assert "problems" in capsys.readouterr().out
+
+
+def test_verify_absent_only_without_the_dataset_folder(tmp_path, capsys):
+    """Inside an existing dataset folder a malformed or missing index file is a problem (exit 1), not 'absent'."""
+    root = str(tmp_path)
+    FP.make_tag_probe(root)
+    with open(os.path.join(root, "TAG", "train.txt"), "a") as f:
+        f.write("x,notint\n")
+    os.remove(os.path.join(root, "TAG", "test_rough.txt"))
+    rows = {r["name"]: r for r in verify(root, ["tag_material", "tag_roughness", "tag", "feel"], progress=False)}
+    assert rows["tag_material"]["status"] == "problems" and "train.txt" in rows["tag_material"]["notes"]
+    assert "'x,notint'" in rows["tag_material"]["notes"]
+    assert rows["tag_roughness"]["status"] == "problems" and "test_rough.txt" in rows["tag_roughness"]["notes"]
+    assert rows["tag"]["status"] == "problems" and "label.txt" in rows["tag"]["notes"]  # TAG/ without label.txt
+    assert rows["feel"]["status"] == "absent" and os.path.join(root, "feel") in rows["feel"]["notes"]
+    with pytest.raises(SystemExit) as e:
+        verify_main(["--root", root, "--names", "tag_material"])
+    assert e.value.code == 1 and "x,notint" in capsys.readouterr().out
+
+
+def test_verify_missing_or_empty_root_is_an_error(tmp_path, capsys):
+    missing = str(tmp_path / "nope")
+    with pytest.raises(DataError, match="data root not found: " + re.escape(missing)):
+        verify(missing, progress=False)
+    with pytest.raises(SystemExit) as e:
+        verify_main(["--root", missing])
+    assert e.value.code == 2 and missing in capsys.readouterr().err
+    rows = verify(str(tmp_path), progress=False)  # an existing root without any dataset: all absent ...
+    assert {r["status"] for r in rows} == {"absent"}
+    with pytest.raises(SystemExit) as e:  # ... which the CLI reports as a failure (most likely a wrong --root)
+        verify_main(["--root", str(tmp_path)])
+    assert e.value.code == 1 and "no dataset found" in capsys.readouterr().err
+
+
+def test_verify_16bit_frames_are_ok(tmp_path):
+    """A 16-bit PNG frame decodes to uint8 and goes through the transforms: verify reports it ok, loading works."""
+    cv2 = pytest.importorskip("cv2")
+    root = str(tmp_path)
+    FP.make_feel(root)
+    frame = os.path.join(root, "feel", "ball", "touch_during", "1_B.png")
+    cv2.imwrite(frame, np.full((32, 32, 3), 40000, np.uint16))
+    row = verify(root, ["feel"], progress=False)[0]
+    assert row["status"] == "ok" and row["unreadable"] == 0, row
+    ds = build_dataset("feel", "train", root=root, image_size=16)
+    i = next(k for k, (paths, _) in enumerate(ds.items) if paths[1] == frame)
+    assert ds[i]["touch"].shape == (2, 3, 16, 16)

@@ -9,10 +9,10 @@ from .io import DataError, read_image
 from .registry import DATASETS, build_dataset, build_pretrain_set, register_dataset
 from .skip import SkipErrors, format_skipped, skipped_report
 from .transforms import TouchTransform, VisionTransform
-from . import probe_sets  # noqa: E402,F401  (registers tag_material ... of2)
+from .probe_sets import PROBE_NAMES  # importing the module registers tag_material ... of2
 
 __all__ = [
-    "DataConfig", "PRETRAIN_SOURCES", "DataError", "read_image", "TouchTransform", "VisionTransform",
+    "DataConfig", "PRETRAIN_SOURCES", "PROBE_NAMES", "DataError", "read_image", "TouchTransform", "VisionTransform",
     "CrossSensorDataset", "SkipErrors", "skipped_report", "format_skipped",
     "DATASETS", "register_dataset", "build_dataset", "build_pretrain_set",
 ]

@@ -32,6 +32,9 @@ class CrossSensorDataset(Dataset):
             expose ``object_ids`` and ``sensor_ids`` (one int per entry).
         pool: negative-only datasets (other sources, same clip kind) yielding ``{"touch", "sensor", ...}``.
         seed: base seed of the draws.
+    Raises:
+        DataError: no anchor possible (no object has frames from two sensors) or no negative possible (a single
+            TacQuad object and an empty pool).
     """
 
     def __init__(self, anchors: Dataset, pool: Sequence[Dataset] = (), seed: int = 0):
@@ -61,6 +64,11 @@ class CrossSensorDataset(Dataset):
         if len(self.anchor_index) == 0:
             raise DataError(f"cross-sensor: no TacQuad object has frames from two sensors "
                             f"({len(np.unique(objects))} objects, {len(objects)} entries); no anchor possible")
+        if len(np.unique(objects)) == 1 and sum(self.pool_sizes) == 0:
+            # the negative must come from another object: another TacQuad object or a non-TacQuad source
+            raise DataError(f"cross-sensor: all {len(objects)} TacQuad entries belong to one object and the "
+                            f"negative pool is empty; no negative possible (expected at least two TacQuad objects "
+                            f"or another enabled source in data.repeats)")
 
     def set_epoch(self, epoch: int) -> None:
         """Use the draws of ``epoch``. The training engine's ``EpochSeeded`` wrapper calls it with every sample's

@@ -1,8 +1,9 @@
 """Reading tactile / camera frames from disk (spec 4: the original opens every image with PIL and converts to RGB).
 
 Frames are decoded from their file bytes with ``torchvision.io.decode_image`` (JPEG, PNG, GIF, WebP); any other
-format (BMP, TIFF, ...) goes through PIL. Grey and RGBA images become RGB. A missing, empty, corrupt or
-truncated file raises :class:`DataError` naming the file and what was expected, never a bare decoder error.
+format (BMP, TIFF, ...) goes through PIL. Grey and RGBA images become RGB; 16-bit images (PNG, TIFF) are scaled to
+8 bits (``value >> 8``), so every frame is uint8 whatever its bit depth. A missing, empty, corrupt or truncated file
+raises :class:`DataError` naming the file and what was expected, never a bare decoder error.
 """
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import to_dtype
 
 __all__ = ["DataError", "read_image"]
+
+_PIL_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")  # PIL's convert("RGB") clips these at 255 instead of scaling
 
 
 class DataError(RuntimeError):
@@ -40,7 +44,7 @@ def _torchvision_format(head: bytes) -> bool:
 
 
 def read_image(path: str) -> torch.Tensor:
-    """Read an image file -> (3, H, W) uint8 RGB tensor.
+    """Read an image file -> (3, H, W) uint8 RGB tensor (16-bit files are scaled to 8 bits).
 
     Raises:
         DataError: the file is missing, empty, not an image, corrupt or truncated.
@@ -65,10 +69,16 @@ def read_image(path: str) -> torch.Tensor:
                 f"corrupt or truncated image file {path} ({len(data)} bytes): {reason}; expected a decodable image",
                 path,
             ) from e
+        if img.dtype == torch.uint16:  # 16-bit PNG: decode_image keeps the bit depth
+            img = to_dtype(img, torch.uint8, scale=True)
     else:
         try:
             with Image.open(io.BytesIO(data)) as im:
-                arr = np.asarray(im.convert("RGB"))
+                if im.mode in _PIL_16BIT_MODES:  # 16-bit grey (e.g. TIFF)
+                    grey = (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
+                    arr = np.repeat(grey[:, :, None], 3, axis=2)
+                else:
+                    arr = np.asarray(im.convert("RGB"))
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise DataError(
                 f"not a readable image file {path} ({len(data)} bytes): {type(e).__name__}; expected an image", path
@@ -76,4 +86,6 @@ def read_image(path: str) -> torch.Tensor:
         img = torch.from_numpy(arr.copy()).permute(2, 0, 1)
     if img.ndim != 3 or img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
         raise DataError(f"image file {path} decoded to shape {tuple(img.shape)}; expected (3, H, W)", path)
+    if img.dtype != torch.uint8:
+        raise DataError(f"image file {path} decoded to {img.dtype}; expected 8 or 16 bits per channel", path)
     return img.contiguous()

@@ -23,16 +23,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .config import PROBE_NAMES
 from .io import DataError, read_image
 from .registry import register_dataset
 from .transforms import TouchTransform
 
 __all__ = [
-    "PROBE_NAMES", "ProbeDataset", "carve_validation", "build_tag_probe", "build_feel", "build_of_probe",
+    "PROBE_NAMES", "PROBE_DIRS", "ProbeDataset", "carve_validation", "build_tag_probe", "build_feel", "build_of_probe",
     "load_feel_split", "HARD_MATERIALS",
 ]
 
-PROBE_NAMES = ("tag_material", "tag_roughness", "tag_hardness", "feel", "of1", "of2")
+# the folder (relative to the root) holding each probe set's own frames: without it the set is not downloaded
+PROBE_DIRS = {"tag_material": "TAG", "tag_roughness": "TAG", "tag_hardness": "TAG", "feel": "feel",
+              "of1": "obj1.0", "of2": "obj2.0"}
 HARD_MATERIALS = frozenset({7, 8, 9, 11, 13})  # TAG material ids with hardness label 1 (spec 4.6)
 TOUCH_JITTER = (0.4, 0.4, 0.5, 0.3)  # touch-train (spec 4.1)
 OF1_JITTER = (0.1, 0.1, 0.1, 0.1)

@@ -30,7 +30,8 @@ from .tvl import SSVTP, TVL
 from .visgel import VisGel
 from .ycb import YCBSlide
 
-__all__ = ["DATASETS", "register_dataset", "build_dataset", "build_pretrain_set", "IMAGE_ONLY_SOURCES"]
+__all__ = ["DATASETS", "PRETRAIN_LOADERS", "register_dataset", "build_dataset", "build_pretrain_set",
+           "IMAGE_ONLY_SOURCES"]
 
 Builder = Callable[..., Dataset]
 DATASETS: Dict[str, Builder] = {}
@@ -53,8 +54,11 @@ def _loader(cls) -> Builder:
     return build
 
 
-for _cls in (TacQuad, TouchAndGo, VisGel, Cloth, TVL, SSVTP, YCBSlide, ObjectFolderReal, Octopi):
-    register_dataset(_cls.source, _loader(_cls))
+# source name -> loader class of the nine pre-training sources (``default_dirs``: their folders under the root)
+PRETRAIN_LOADERS = {cls.source: cls for cls in (TacQuad, TouchAndGo, VisGel, Cloth, TVL, SSVTP, YCBSlide,
+                                                ObjectFolderReal, Octopi)}
+for _name, _cls in PRETRAIN_LOADERS.items():
+    register_dataset(_name, _loader(_cls))
 
 
 def build_dataset(name: str, split: str = "train", root: Optional[str] = None, **options) -> Dataset:

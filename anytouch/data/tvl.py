@@ -94,12 +94,12 @@ class SSVTP(TouchDataset):
     """SSVTP tactile images, sensor 1, camera image and text in stage 2. Image kinds only."""
 
     source = "ssvtp"
+    default_dirs = ("TVL/tvl_dataset/ssvtp", "SSVTP/ssvtp_data")
     kinds = ("image", "cross_image")
     has_text = True
 
     def dir_candidates(self):
-        dirs = ("TVL/tvl_dataset/ssvtp", "SSVTP/ssvtp_data")
-        return dirs[::-1] if self.clip.startswith("cross") else dirs
+        return self.default_dirs[::-1] if self.clip.startswith("cross") else self.default_dirs
 
     def scan(self) -> None:
         tac = os.path.join(self.dir, "images_tac")

@@ -7,12 +7,17 @@ loaders' own statistics. Probe sets are opened for their train and test splits. 
 with the loaders' reader (:func:`anytouch.data.io.read_image`, :func:`anytouch.data.text.load_text_file`); ``sample``
 limits that to a seeded random subset.
 
+A dataset is ``absent`` only when its folder is missing from the root; a missing or malformed index file inside an
+existing folder is one of its ``problems``. The CLI exits with status 1 on problems or when no dataset is found, and
+2 when the root itself does not exist.
+
 CLI: ``python -m anytouch.data.verify --root DIR [--names tag,feel] [--sample 1000]``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from typing import Dict, List, Optional, Sequence, Set
 
@@ -22,10 +27,10 @@ from tqdm import tqdm
 from . import probe_sets  # registers the probe datasets
 from .config import PRETRAIN_SOURCES
 from .io import DataError, read_image
-from .registry import build_dataset
+from .registry import PRETRAIN_LOADERS, build_dataset
 from .text import load_text_file
 
-__all__ = ["VERIFY_NAMES", "verify", "format_rows", "main"]
+__all__ = ["VERIFY_NAMES", "dataset_dirs", "verify", "format_rows", "main"]
 
 VERIFY_NAMES = PRETRAIN_SOURCES + probe_sets.PROBE_NAMES
 _SKIPPED_ON_PURPOSE = "clip frames"  # stats key of entries dropped for lack of earlier clip frames (t < 3): normal
@@ -68,6 +73,13 @@ def _probe_files(name: str, root: str, row: Dict) -> Set[str]:
     return {p for p in files if os.path.isfile(p)}
 
 
+def dataset_dirs(name: str) -> Sequence[str]:
+    """The folders (relative to the data root) where dataset ``name`` may live; it is absent if none exists."""
+    if name in PRETRAIN_LOADERS:
+        return PRETRAIN_LOADERS[name].default_dirs
+    return (probe_sets.PROBE_DIRS[name],)
+
+
 def _check(path: str) -> None:
     if path.endswith(".pt"):
         load_text_file(path)
@@ -86,16 +98,29 @@ def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[in
         for probe sets), ``files`` (distinct existing files referenced), ``checked`` (files decoded), ``missing``
         (pre-training: index entries the stage-1 and stage-2 loaders drop for a missing frame, camera or text file,
         summed over both; probe sets: distinct missing files), ``unreadable`` (files that fail to decode), ``notes``.
-        A source whose stage-1 loader opens but whose stage-2 loader does not (e.g. no text folder) has ``problems``.
+        ``absent``: none of the dataset's folders (:func:`dataset_dirs`) exists under ``root``. Once its folder
+        exists, anything that stops a loader (a missing or malformed index file, ...) is ``problems``, with the
+        loader's message in ``notes``; so is a source whose stage-1 loader opens but whose stage-2 loader does not
+        (e.g. no text folder).
+    Raises:
+        DataError: ``root`` is not a folder.
     """
     names = list(VERIFY_NAMES if names is None else names)
     unknown = sorted(set(names) - set(VERIFY_NAMES))
     if unknown:
         raise ValueError(f"unknown dataset(s) {unknown}; expected among {', '.join(VERIFY_NAMES)}")
+    if not os.path.isdir(root):
+        raise DataError(f"data root not found: {os.path.abspath(root)} (expected a folder laid out like "
+                        f"tactile_datasets/, see datasets/<name>/README.md)", root)
     rows = []
     for name in names:
         row = {"name": name, "status": "ok", "samples": 0, "files": 0, "checked": 0, "missing": 0, "unreadable": 0,
                "notes": []}
+        dirs = [os.path.join(root, d) for d in dataset_dirs(name)]
+        if not any(os.path.isdir(d) for d in dirs):
+            row.update(status="absent", notes=[f"folder not found: {' or '.join(dirs)}"])
+            rows.append(_finish(row))
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the loaders warn about missing files; they are counted instead
@@ -104,7 +129,9 @@ def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[in
                 else:
                     files = _probe_files(name, root, row)
         except (DataError, OSError) as e:
-            row.update(status="absent", notes=[str(e)])
+            row["status"] = "problems"
+            if not any(str(e) in n for n in row["notes"]):  # pre-training notes already hold each stage's error
+                row["notes"].append(str(e))
             rows.append(_finish(row))
             continue
         todo = sorted(files)
@@ -143,7 +170,8 @@ def format_rows(rows: List[Dict]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
-    """CLI entry point; exits with status 1 if any checked dataset has problems."""
+    """CLI entry point; exits with status 1 if any checked dataset has problems or none is found, 2 if ``--root``
+    is not a folder."""
     ap = argparse.ArgumentParser(prog="python -m anytouch.data.verify",
                                  description="Per dataset: samples found, missing and unreadable files.")
     ap.add_argument("--root", required=True, help="the data root (the original's tactile_datasets/)")
@@ -151,8 +179,14 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     ap.add_argument("--sample", type=int, help="decode at most this many files per dataset")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --sample subset")
     a = ap.parse_args(argv)
+    if not os.path.isdir(a.root):
+        ap.error(f"--root {a.root}: data root not found (expected a folder laid out like tactile_datasets/)")
     rows = verify(a.root, a.names.split(",") if a.names else None, a.sample, a.seed)
     print(format_rows(rows))
+    if all(r["status"] == "absent" for r in rows):  # most likely a wrong --root
+        print(f"no dataset found under {os.path.abspath(a.root)}; expected the layout of datasets/<name>/README.md",
+              file=sys.stderr)
+        raise SystemExit(1)
     if any(r["status"] == "problems" for r in rows):
         raise SystemExit(1)
     return rows

@@ -83,8 +83,10 @@ class Stage1Trainer(Trainer):
     def __init__(self, cfg: Stage1Config, env: DistEnv):
         super().__init__(cfg, env)
         t, seed = cfg.train, cfg.run.seed
-        if set(t.batch_size) != set(LOADERS):
-            raise ValueError(f"train.batch_size must give a size for each of {LOADERS}, got {t.batch_size}")
+        unknown, missing = sorted(set(t.batch_size) - set(LOADERS)), sorted(set(LOADERS) - set(t.batch_size))
+        if unknown or missing:
+            raise ValueError(f"train.batch_size: unknown key(s) {unknown}, missing key(s) {missing}; expected one size "
+                             f"for each of: {', '.join(LOADERS)}")
         model = build_model(cfg.model, log=self.log.print).to(env.device)
         size, vsize = model.arch.touch.image_size, model.arch.vision.image_size
         stream = Interleaved({
