@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -48,7 +49,11 @@ def _forward(cmd: str, argv: List[str]) -> int:
     if module in _SCHEMAS and any(a in ("-h", "--help") for a in argv):
         print(_config_help(module, prog))
         return 0
-    importlib.import_module(module).main(argv)
+    entry = importlib.import_module(module).main
+    if "prog" in inspect.signature(entry).parameters:  # usage and errors then say "anytouch <cmd>"
+        entry(argv, prog=prog)
+    else:
+        entry(argv)
     return 0
 
 

@@ -80,7 +80,9 @@ def test_parser_is_light_and_lists_every_command():
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv + ["--help"])
-    assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "usage:" in out
+    assert f"usage: anytouch {argv[0]}" in out  # forwarded commands name themselves, not their module
 
 
 @pytest.mark.parametrize("argv,key", [

@@ -352,9 +352,9 @@ def write_contact_index(name: str, root: str, rule: str = "diff") -> Dict[str, i
     return {"sequences": len(seqs), "index_rows": len(rows)}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, int]:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Dict[str, int]:
     """CLI: ``python -m anytouch.data.prepare {tag,cloth,octopi,feel,feel-split,ycb_slide,index} ...``."""
-    ap = argparse.ArgumentParser(prog="python -m anytouch.data.prepare", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog or "python -m anytouch.data.prepare", description=__doc__.split("\n")[0])
     ap.add_argument("dataset", choices=("tag", "cloth", "octopi", "feel", "feel-split", "ycb_slide", "index"))
     ap.add_argument("--raw", help="the raw download folder")
     ap.add_argument("--root", required=True, help="the data root (the original's tactile_datasets/)")

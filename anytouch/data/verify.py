@@ -169,10 +169,10 @@ def format_rows(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> List[Dict]:
     """CLI entry point; exits with status 1 if any checked dataset has problems or none is found, 2 if ``--root``
     is not a folder."""
-    ap = argparse.ArgumentParser(prog="python -m anytouch.data.verify",
+    ap = argparse.ArgumentParser(prog=prog or "python -m anytouch.data.verify",
                                  description="Per dataset: samples found, missing and unreadable files.")
     ap.add_argument("--root", required=True, help="the data root (the original's tactile_datasets/)")
     ap.add_argument("--names", help=f"comma-separated subset of: {','.join(VERIFY_NAMES)}")
