@@ -289,7 +289,7 @@ def config_help(schema: type, doc: str = "", prog: str = "python -m <entry point
                 yield f"  {prefix}{k}={v}"
 
     files = sorted({p.name for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    return (f"usage: {prog} [--config FILE]... [key.sub=value]...\n\n{(doc or '').strip()}\n\n"
+    return (f"usage: {prog} [--config FILE]... [key.sub=value]... [--print-config]\n\n{(doc or '').strip()}\n\n"
             f"config files (configs/): {', '.join(files) or '(none found)'}\n"
             "groups: model=<preset> (configs/model/), data=synthetic (configs/data/)\n\n"
             "config keys and their defaults:\n" + "\n".join(flat(to_dict(schema()))))
@@ -302,15 +302,19 @@ def parse_cli(argv: Sequence[str], schema: Optional[type] = None, doc: str = "",
               prog: str = "python -m <entry point>") -> tuple[list[str], list[str]]:
     """Split ``[--config FILE]... [key=value]...`` into (files, overrides).
 
-    With ``-h`` / ``--help`` anywhere, print :func:`config_help` for ``schema`` and exit.
+    With ``-h`` / ``--help`` anywhere, print :func:`config_help` for ``schema`` and exit; with ``--print-config``,
+    print the resolved config (defaults, then the files, then the overrides; validated) as YAML and exit.
     """
     if any(a in ("-h", "--help") for a in argv):
         print(config_help(schema, doc, prog) if schema is not None else
               f"usage: {prog} [--config FILE]... [key.sub=value]...\n\n{(doc or '').strip()}")
         raise SystemExit(0)
-    files, overrides = [], []
+    files, overrides, show = [], [], False
     it = iter(argv)
     for a in it:
+        if a == "--print-config":
+            show = True
+            continue
         if a in ("--config", "-c"):
             try:
                 files.append(next(it))
@@ -321,5 +325,10 @@ def parse_cli(argv: Sequence[str], schema: Optional[type] = None, doc: str = "",
         elif "=" in a:
             overrides.append(a)
         else:
-            raise ConfigError(f"unexpected argument '{a}'; expected --config FILE or key.sub=value")
+            raise ConfigError(f"unexpected argument '{a}'; expected --config FILE, key.sub=value or --print-config")
+    if show:  # the resolved config (defaults <- files <- overrides), checked, as YAML; nothing runs
+        if schema is None:
+            raise ConfigError("--print-config: this entry point has no config schema")
+        print(yaml.safe_dump(to_dict(load_config(schema, files, overrides)), sort_keys=False), end="")
+        raise SystemExit(0)
     return files, overrides

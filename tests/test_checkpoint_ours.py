@@ -113,6 +113,9 @@ def test_safetensors_export_roundtrip(stage2_model, tmp_path):
     st = ours.export_safetensors(path, tmp_path / "anytouch-tiny.safetensors")
     meta = safetensors_metadata(st)
     assert meta["format"] == "anytouch" and meta["kind"] == "stage2" and json.loads(meta["arch"]) == TINY.to_dict()
+    saved = torch.load(path, weights_only=True)["provenance"]  # versions, commit and time travel with the weights
+    assert saved["anytouch"] == anytouch.__version__ and saved["torch"] == torch.__version__ and saved["created"]
+    assert json.loads(meta["provenance"]) == saved == ours.load_checkpoint(st)["provenance"]
     assert set(read_safetensors(st)) == set(stage2_model.state_dict())  # weights only, no optimizer state
     loaded = anytouch.load_model(st)
     for a, b in zip(_features(stage2_model), _features(loaded)):
@@ -124,6 +127,8 @@ def test_namespace_cannot_be_saved(stage2_model, tmp_path):
         ours.save_checkpoint(tmp_path / "c.pt", stage2_model, args=argparse.Namespace(lr=1))
     with pytest.raises(TypeError, match=r"ckpt\['config'\]\['out'\].*PosixPath"):
         ours.save_checkpoint(tmp_path / "c.pt", stage2_model, {"out": tmp_path})
+    with pytest.raises(TypeError, match=r"ckpt\['config'\]\['torch'\].*TorchVersion"):  # a str subclass
+        ours.save_checkpoint(tmp_path / "c.pt", stage2_model, {"torch": torch.__version__})
     assert not (tmp_path / "c.pt").exists()
 
 

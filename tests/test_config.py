@@ -85,6 +85,20 @@ def test_roundtrip_and_cli(tmp_path):
         parse_cli(["stray"])
 
 
+def test_print_config_shows_the_resolved_config(tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "a.yaml").write_text("epochs: 7\nmodel: {preset: tiny}\n")
+    with pytest.raises(SystemExit) as e:
+        parse_cli(["--config", str(tmp_path / "a.yaml"), "optim.lr=0.5", "--print-config"], Cfg)
+    assert e.value.code == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown == to_dict(load_config(Cfg, [tmp_path / "a.yaml"], ["optim.lr=0.5"]))
+    assert (shown["epochs"], shown["model"]["preset"], shown["optim"]["lr"]) == (7, "tiny", 0.5)
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):  # validated, not just echoed
+        parse_cli(["epoch=3", "--print-config"], Cfg)
+
+
 def test_presets_and_hf_config(tmp_path):
     paper = get_arch("anytouch-l14")
     assert (paper.touch.width, paper.touch.layers, paper.touch.heads, paper.projection_dim) == (1024, 24, 16, 768)

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..models.config import ArchConfig, arch_from_dict
+from ..provenance import provenance
 from .common import ConversionReport, load_assign, on_meta
 from .io import atomic_save, safe_load, safetensors_metadata, save_safetensors
 
@@ -35,8 +36,8 @@ def detect(obj: object) -> bool:
 
 def _check_plain(x: Any, where: str) -> None:
     """Only values ``torch.load(weights_only=True)`` can read back: plain containers, scalars and tensors."""
-    if isinstance(x, _PLAIN) or isinstance(x, torch.Tensor):
-        return
+    if type(x) in _PLAIN or isinstance(x, torch.Tensor):  # exact types: a str subclass (torch.__version__) pickles
+        return                                            # as its class, which weights_only loading refuses
     if isinstance(x, Mapping):
         for k, v in x.items():
             if not isinstance(k, (str, int)):
@@ -66,12 +67,13 @@ def _kind_and_state(model: nn.Module) -> Tuple[str, Dict[str, torch.Tensor], Arc
 def make_checkpoint(model: nn.Module, config: Optional[Mapping] = None, **extra: Any) -> Dict[str, Any]:
     """The checkpoint dict of ``model`` (AnyTouchModel or TouchMAE) with the resolved run ``config`` (plain dict).
 
+    ``provenance`` records the versions, git commit and time (:mod:`anytouch.provenance`).
     ``extra`` may add ``optimizer``, ``scaler``, ``epoch``, ``step``, ``rng``, ``data_state`` (plain values and tensors).
     Raises TypeError naming the entry if anything would need pickling beyond that (e.g. an argparse Namespace).
     """
     kind, state, arch = _kind_and_state(model)
     ckpt = {"format": FORMAT, "version": VERSION, "kind": kind, "arch": arch.to_dict(), "model": state,
-            "config": dict(config) if config is not None else None}
+            "config": dict(config) if config is not None else None, "provenance": provenance()}
     for k, v in extra.items():
         if k in ckpt:
             raise ValueError(f"extra checkpoint entry {k!r} would overwrite a reserved entry")
@@ -143,13 +145,17 @@ def build_model(ckpt: Mapping[str, Any], what: str = "model", source: str = "<ch
 
 
 def _metadata(ckpt: Mapping[str, Any]) -> Dict[str, str]:
-    return {"format": FORMAT, "version": str(VERSION), "kind": ckpt["kind"], "arch": json.dumps(ckpt["arch"])}
+    meta = {"format": FORMAT, "version": str(VERSION), "kind": ckpt["kind"], "arch": json.dumps(ckpt["arch"])}
+    if ckpt.get("provenance"):  # older checkpoints of ours have none
+        meta["provenance"] = json.dumps(ckpt["provenance"])
+    return meta
 
 
 def export_safetensors(ckpt: Union[Mapping[str, Any], str, Path], path: Union[str, Path]) -> Path:
     """Write the weights of a checkpoint (dict or file) to ``path`` as safetensors, without optimizer state.
 
-    The header metadata holds ``format``, ``version``, ``kind`` and ``arch`` (JSON), so the file loads on its own.
+    The header metadata holds ``format``, ``version``, ``kind``, ``arch`` (JSON) and ``provenance`` (JSON), so the
+    file loads on its own.
     """
     if not isinstance(ckpt, Mapping):
         ckpt = load_checkpoint(ckpt)
@@ -179,4 +185,9 @@ def load_safetensors(path: Union[str, Path]) -> Dict[str, Any]:
         raise ValueError(f"{path}: safetensors metadata has no valid 'arch' JSON ({e})") from None
     ckpt = {"format": FORMAT, "version": version, "kind": meta.get("kind"), "arch": arch,
             "model": read_safetensors(path), "config": None}
+    if "provenance" in meta:
+        try:
+            ckpt["provenance"] = json.loads(meta["provenance"])
+        except json.JSONDecodeError:
+            ckpt["provenance"] = {"unparsed": meta["provenance"]}
     return _validate(ckpt, str(path))

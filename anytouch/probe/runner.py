@@ -28,6 +28,7 @@ from ..engine.optim import resolve_lr
 from ..engine.rng import derive_seed, seed_all
 from ..engine.step import resolve_precision
 from ..models import TouchEncoder, get_arch
+from ..provenance import provenance
 from .cache import FeatureCache, checkpoint_identity, encoder_identity
 from .cached import cached_features, fit_grid, grid_points
 from .config import PROTOCOLS, ProbeConfig
@@ -211,6 +212,7 @@ class ProbeRunner:
             rows += r
         if self.env.is_main:
             write_results(self.out, rows, {"date": self.date, "checkpoint": self.cfg.probe.checkpoint,
+                                           "provenance": provenance(),
                                            "world_size": self.env.world_size, "device": str(self.env.device),
                                            "config": to_dict(self.cfg), "timings": timings, "curves": curves})
             self.log("\n" + markdown_table(rows) + f"\n\nwritten: {self.out / 'results.json'}, "
