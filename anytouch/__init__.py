@@ -14,6 +14,7 @@ _LAZY = {
     "load_encoder": "anytouch.api",
     "load_model": "anytouch.api",
     "preprocess_touch": "anytouch.preprocess",
+    "preprocess_touch_batch": "anytouch.preprocess",
     "preprocess_vision": "anytouch.preprocess",
     "tokenize": "anytouch.tokenizer",
     "SENSOR_IDS": "anytouch.sensors",

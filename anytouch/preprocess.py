@@ -6,7 +6,7 @@ shorter side to ``size`` (bicubic, antialiased), centre crop.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD",
-    "to_uint8_chw", "preprocess_touch", "preprocess_vision", "normalize",
+    "to_uint8_chw", "preprocess_touch", "preprocess_touch_batch", "preprocess_vision", "normalize",
 ]
 
 
@@ -98,6 +98,41 @@ def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 
     x = _resize(x, (size, size), "bilinear").clamp(0, 1)
     x = normalize(x, IMAGENET_MEAN, IMAGENET_STD)
     return x[0] if single else x
+
+
+def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last: Optional[bool] = None) -> torch.Tensor:
+    """A batch of raw frames or clips, on any device -> what :func:`preprocess_touch` gives for each, stacked.
+
+    For a camera loop or a policy: the frames stay on their device (GPU), one resize call for the whole batch.
+
+    Args:
+        frames: uint8 (or float in [0, 1]) tensor (B,H,W,3) / (B,3,H,W) images or (B,T,H,W,3) / (B,T,3,H,W) clips.
+        size: output side length.
+        channels_last: whether the channel axis is last; by default it is inferred (last when the last axis has 3
+            entries and the third-to-last does not).
+
+    Returns:
+        (B,3,size,size) or (B,T,3,size,size), float32, ImageNet-normalised.
+    """
+    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
+        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
+        raise ValueError(f"preprocess_touch_batch expects a (B,H,W,3) / (B,3,H,W) or (B,T,H,W,3) / (B,T,3,H,W) "
+                         f"tensor, got {shape}; for single frames or lists use preprocess_touch")
+    if channels_last is None:
+        channels_last = frames.shape[-1] == 3 and frames.shape[-3] != 3
+    x = frames.movedim(-1, -3) if channels_last else frames
+    if x.shape[-3] != 3:
+        raise ValueError(f"preprocess_touch_batch: expected 3 colour channels, got shape {tuple(frames.shape)}")
+    lead = x.shape[:-3]
+    x = x.reshape(-1, *x.shape[-3:])
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    elif x.is_floating_point():
+        x = (x.float().clamp(0, 1) * 255).round() / 255.0  # the uint8 quantisation preprocess_touch applies
+    else:
+        raise TypeError(f"preprocess_touch_batch: unsupported dtype {x.dtype}; expected uint8 or float in [0, 1]")
+    x = _resize(x, (size, size), "bilinear").clamp(0, 1)
+    return normalize(x, IMAGENET_MEAN, IMAGENET_STD).reshape(*lead, 3, size, size)
 
 
 def preprocess_vision(img: ImageLike, size: int = 224) -> torch.Tensor:

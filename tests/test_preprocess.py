@@ -37,3 +37,27 @@ def test_bad_clip_shapes(frames):
         preprocess_touch(frames[:0], size=28)
     with pytest.raises(ValueError, match="3 channels"):
         preprocess_touch(torch.zeros(2, 5, 40, 50), size=28)
+
+
+@pytest.mark.parametrize("layout", ["BTHWC", "BTCHW", "BHWC", "BCHW", "float"])
+def test_batch_preprocessing_equals_the_per_sample_function(layout):
+    from anytouch.preprocess import preprocess_touch_batch
+
+    rng = np.random.default_rng(1)
+    raw = torch.from_numpy(rng.integers(0, 256, (2, 3, 40, 50, 3), dtype=np.uint8))  # (B, T, H, W, 3)
+    ref = torch.stack([preprocess_touch(list(clip.numpy()), size=28) for clip in raw])  # (B, T, 3, 28, 28)
+    batch = {"BTHWC": raw, "BTCHW": raw.permute(0, 1, 4, 2, 3), "BHWC": raw[:, 0],
+             "BCHW": raw[:, 0].permute(0, 3, 1, 2), "float": raw.float() / 255}[layout]
+    out = preprocess_touch_batch(batch, size=28)
+    torch.testing.assert_close(out, ref if layout in ("BTHWC", "BTCHW", "float") else ref[:, 0], rtol=0, atol=1e-5)
+
+
+def test_batch_preprocessing_rejects_what_it_cannot_read():
+    from anytouch.preprocess import preprocess_touch_batch
+
+    with pytest.raises(ValueError, match="preprocess_touch_batch expects"):
+        preprocess_touch_batch(torch.zeros(40, 50, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="3 colour channels"):
+        preprocess_touch_batch(torch.zeros(2, 4, 40, 50, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="int32"):
+        preprocess_touch_batch(torch.zeros(2, 40, 50, 3, dtype=torch.int32))

@@ -43,6 +43,14 @@ def test_embedding_example_runs_without_a_checkpoint():
     assert -1.0 <= sim <= 1.0
 
 
+def test_policy_example_runs_and_keeps_the_encoder_frozen():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYTOUCH_")}
+    res = subprocess.run([sys.executable, str(REPO / "examples" / "policy_features.py")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "step 2: loss" in res.stdout and "encoder untouched" in res.stdout
+
+
 def test_quickstart_end_to_end(tmp_path, capsys):
     """The whole pipeline at a tenth of the quick start's sizes (about 30 s on 2 cores)."""
     summary = run_quickstart(out=str(tmp_path / "qs"), scale=0.1, device="cpu")
