@@ -416,3 +416,26 @@ def test_feel_split_is_chosen_by_config(tmp_path):
     runner = ProbeRunner(load_config(ProbeConfig, [], base + ["probe.feel_split=1"]), CPU)
     with pytest.raises(DataError, match="split_1.npy"):
         runner.dataset("feel", "train", 0.0)
+
+
+def test_several_seeds_report_mean_and_std_and_share_unaugmented_features(tmp_path, monkeypatch):
+    calls = []
+    real = cached_mod.extract_features
+    monkeypatch.setattr(cached_mod, "extract_features", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    base = ["probe.tasks=[of2]", "probe.protocol=cached", "probe.checkpoint=random:tiny", "probe.epochs=3",
+            "probe.batch_size=16", "probe.val_fraction=0", "data.root=synthetic", "data.num_workers=0",
+            "data.synthetic.probe_samples=64", "probe.grid.lr=[1e-2]", "probe.grid.weight_decay=[0.0]",
+            f"probe.cache_dir={tmp_path / 'cache'}"]
+    one = ProbeRunner(load_config(ProbeConfig, [], base + [f"run.output_dir={tmp_path / 'one'}"]), CPU).run()
+    three = ProbeRunner(load_config(ProbeConfig, [], base + [f"run.output_dir={tmp_path / 'three'}",
+                                                             "probe.seeds=3"]), CPU).run()
+    assert len(calls) == 2  # OF2 is not augmented: train and test features extracted once, for every seed
+    assert [r["rule"] for r in three] == [r["rule"] for r in one] == ["paper", "last"]
+    for a, b in zip(one, three):
+        assert b["n_seeds"] == 3 and len(b["accuracies"]) == 3
+        assert b["accuracies"][0] == a["accuracy"]  # seed 0 is the single run
+        assert b["accuracy"] == pytest.approx(float(np.mean(b["accuracies"])), abs=0.006)
+        assert b["accuracy_std"] == pytest.approx(float(np.std(b["accuracies"], ddof=1)), abs=0.006)
+    assert len(set(three[1]["accuracies"])) > 1  # the seeds differ
+    assert "± " in (tmp_path / "three" / "results.md").read_text()
+    assert (tmp_path / "three" / "of2" / "cached_seed2").is_dir()

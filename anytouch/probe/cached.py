@@ -50,11 +50,14 @@ def cached_features(encoder, dataset, task: Task, recipe: Recipe, *, identity: D
     Returns:
         ((features (V, N, F), labels (N,)) on rank 0 and None on other ranks, whether the cache had them).
     """
-    if not getattr(getattr(dataset, "transform", None), "train", True):
+    augments = getattr(getattr(dataset, "transform", None), "train", True)
+    if not augments:
         views = 1  # no augmentation: every view would be the same
     parts = {**identity, "dataset_content": dataset_identity(dataset),
              "features": {"image_size": encoder.image_size, "pooling": recipe.pooling, "sensor": recipe.sensor,
-                          "frames": task.frames, "views": views, "seed": recipe.seed, "dtype": str(dtype)}}
+                          "frames": task.frames, "views": views, "dtype": str(dtype),
+                          # the seed draws the augmentation only: unaugmented features are shared by every seed
+                          "seed": recipe.seed if augments else None}}
     key = cache_key(parts)
     hit = cache.load(key, label) if env.is_main else None
     found = [hit is not None]

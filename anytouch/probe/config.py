@@ -43,6 +43,7 @@ class ProbeSection:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | fp32
     val_fraction: float = 0.1  # share of the training set carved out for validation (0: no val-selected number)
     val_seed: int = 0
+    seeds: int = 1  # runs per protocol with different head init / data order / views; >1 reports mean ± std
     feel_split: int = 3  # Feel: which split_<k>.npy holds the train/test objects (the original's --split, 3)
     views: int = 1  # cached protocol: augmented feature views per training image (epoch e uses view e mod views)
     grid: GridConfig = field(default_factory=GridConfig)

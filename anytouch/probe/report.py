@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .selection import RULES, RunCurves, best_on_test, last_epoch, val_selected
 from .tasks import README_ACCURACY
 
-__all__ = ["result_rows", "markdown_table", "write_results"]
+__all__ = ["result_rows", "combine_seeds", "markdown_table", "write_results"]
 
 
 def result_rows(task: str, protocol: str, full: RunCurves, selection: Optional[RunCurves],
@@ -32,13 +33,28 @@ def result_rows(task: str, protocol: str, full: RunCurves, selection: Optional[R
     } for rule, s in sels.items()]
 
 
+def combine_seeds(per_seed: Sequence[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """Rows of repeated runs (one list per seed, same order) -> one row per rule: ``accuracy`` the mean,
+    ``accuracy_std`` the sample standard deviation, ``accuracies`` every seed's; epoch, lr and wd are seed 0's.
+    A single run is returned unchanged."""
+    if len(per_seed) == 1:
+        return list(per_seed[0])
+    out = []
+    for rows in zip(*per_seed):
+        accs = [r["accuracy"] for r in rows]
+        out.append({**rows[0], "accuracy": round(statistics.mean(accs), 2),
+                    "accuracy_std": round(statistics.stdev(accs), 2), "accuracies": accs, "n_seeds": len(accs)})
+    return out
+
+
 def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
     head = ("| task | protocol | selection rule | accuracy (%) | epoch | lr | wd | README (%) | checkpoint | date |\n"
             "|---|---|---|---:|---:|---:|---:|---:|---|---|")
     lines = [head]
     for r in rows:
         readme = "" if r["readme"] is None else f"{r['readme']:.2f}"
-        lines.append(f"| {r['task']} | {r['protocol']} | {r['rule_label']} | {r['accuracy']:.2f} | {r['epoch']} | "
+        acc = f"{r['accuracy']:.2f}" + (f" ± {r['accuracy_std']:.2f} ({r['n_seeds']} seeds)" if "n_seeds" in r else "")
+        lines.append(f"| {r['task']} | {r['protocol']} | {r['rule_label']} | {acc} | {r['epoch']} | "
                      f"{r['lr']:g} | {r['weight_decay']:g} | {readme} | {r['checkpoint']} | {r['date']} |")
     return "\n".join(lines)
 

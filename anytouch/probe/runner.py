@@ -10,6 +10,7 @@ tensorboard curves to ``<run.output_dir>/<task>/<protocol>[_val]/`` (curves unde
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -33,7 +34,7 @@ from .cache import FeatureCache, checkpoint_identity, encoder_identity
 from .cached import cached_features, fit_grid, grid_points
 from .config import PROTOCOLS, ProbeConfig
 from .official import fit_official
-from .report import markdown_table, result_rows, write_results
+from .report import combine_seeds, markdown_table, result_rows, write_results
 from .tasks import Recipe, Task, build_split, folder_override, get_task
 
 __all__ = ["load_probe_encoder", "ProbeRunner", "main"]
@@ -67,8 +68,8 @@ class ProbeRunner:
         if not p.tasks:
             raise ValueError("probe.tasks is empty; name at least one of tag_material ... of2")
         self.tasks: List[Task] = [get_task(t) for t in p.tasks]
-        if p.views < 1 or p.epochs < 1:
-            raise ValueError(f"probe.views={p.views} and probe.epochs={p.epochs} must be >= 1")
+        if p.views < 1 or p.epochs < 1 or p.seeds < 1:
+            raise ValueError(f"probe.views={p.views}, probe.epochs={p.epochs} and probe.seeds={p.seeds} must be >= 1")
         if not 0.0 <= p.val_fraction < 1.0:
             raise ValueError(f"probe.val_fraction={p.val_fraction}; expected 0 <= val_fraction < 1")
         if cfg.run.resume:
@@ -102,14 +103,22 @@ class ProbeRunner:
         return build_split(self.cfg.data, name, split, self.encoder.image_size, val_fraction=val_fraction,
                            val_seed=self.cfg.probe.val_seed, **extra)
 
+    def seed_recipes(self, recipe: Recipe) -> List[Recipe]:
+        """``probe.seeds`` recipes: the first is ``recipe`` itself (so one seed is the plain run), the others draw
+        the head initialisation, the data order and the augmented views from derived seeds."""
+        return [recipe] + [dataclasses.replace(recipe, seed=derive_seed(recipe.seed, "repeat", k),
+                                               head_seed=derive_seed(recipe.head_seed, "repeat", k))
+                           for k in range(1, self.cfg.probe.seeds)]
+
     def _logger(self, task: Task, name: str) -> RunLogger:
         tb = self.cfg.run.tb_dir
         return RunLogger(self.out / task.name / name, self.env, Path(tb) / task.name / name if tb else None)
 
     # -- protocols --------------------------------------------------------------------------------------------
-    def _official(self, task: Task, recipe: Recipe, sets: Dict[str, Any]):
+    def _official(self, task: Task, recipe: Recipe, sets: Dict[str, Any], suffix: str = ""):
         p = self.cfg.probe
         runs = [("train", "test", "official")] + ([("train_carved", "val", "official_val")] if "val" in sets else [])
+        runs = [(a, b, name + suffix) for a, b, name in runs]
         out = []
         for train, ev, log_name in runs:
             logger = self._logger(task, log_name)
@@ -122,7 +131,7 @@ class ProbeRunner:
                 logger.close()
         return out[0], (out[1] if len(out) > 1 else None), [(recipe.lr, recipe.weight_decay)], {}
 
-    def _cached(self, task: Task, recipe: Recipe, sets: Dict[str, Any]):
+    def _cached(self, task: Task, recipe: Recipe, sets: Dict[str, Any], suffix: str = ""):
         p, d = self.cfg.probe, self.cfg.data
         root = d.root if d.root == "synthetic" else os.path.abspath(d.root)
         feats, t0, images = {}, time.perf_counter(), 0
@@ -143,6 +152,7 @@ class ProbeRunner:
             return None, None, None, info
         points = grid_points(p.grid.lr, p.grid.weight_decay, (recipe.lr, recipe.weight_decay))
         runs = [("train", "test", "cached")] + ([("train_carved", "val", "cached_val")] if "val" in sets else [])
+        runs = [(a, b, name + suffix) for a, b, name in runs]
         out, t1 = [], time.perf_counter()
         for train, ev, log_name in runs:
             logger = self._logger(task, log_name)
@@ -169,18 +179,25 @@ class ProbeRunner:
         for protocol in self.protocols:
             t0 = time.perf_counter()
             fn = self._official if protocol == "official" else self._cached
-            full, sel, points, info = fn(task, recipe, sets)
-            timings[protocol] = {"wall_s": time.perf_counter() - t0, **info}
-            if full is None:
+            per_seed, first = [], None
+            for k, rec in enumerate(self.seed_recipes(recipe)):
+                full, sel, points, info = fn(task, rec, sets, f"_seed{k}" if k else "")
+                if full is not None:
+                    per_seed.append(result_rows(task.name, protocol, full, sel, points, p.checkpoint, self.date))
+                    first = first or (full, sel, info)
+            timings[protocol] = {"wall_s": time.perf_counter() - t0, **(first[2] if first else info)}
+            if first is None:
                 continue
-            rows += result_rows(task.name, protocol, full, sel, points, p.checkpoint, self.date)
+            full, sel, _ = first
+            rows += combine_seeds(per_seed)
             curves[protocol] = {"test_acc": full.evals["test"].acc[0].tolist(),
                                 "test_loss": full.evals["test"].loss[0].tolist(),
                                 "train_loss": full.train_loss[0].tolist()}
             if sel is not None:
                 curves[protocol]["val_acc"] = sel.evals["val"].acc[0].tolist()
-            self.log(f"{task.name} {protocol}: " + ", ".join(f"{r['rule']} {r['accuracy']:.2f}%" for r in rows
-                                                              if r["protocol"] == protocol)
+            self.log(f"{task.name} {protocol}: " + ", ".join(
+                f"{r['rule']} {r['accuracy']:.2f}%" + (f" ± {r['accuracy_std']:.2f}" if "n_seeds" in r else "")
+                for r in rows if r["protocol"] == protocol)
                      + f" ({timings[protocol]['wall_s']:.1f} s)")
         skipped = self.report_skipped(task, sets)
         if skipped:
