@@ -94,9 +94,7 @@ def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 
     seq = [frames] if single else list(frames)
     if not seq:
         raise ValueError("preprocess_touch got an empty clip")
-    x = torch.stack([to_uint8_chw(f) for f in seq]).float() / 255.0
-    x = _resize(x, (size, size), "bilinear").clamp(0, 1)
-    x = normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+    x = preprocess_touch_batch(torch.stack([to_uint8_chw(f) for f in seq]), size, channels_last=False)
     return x[0] if single else x
 
 

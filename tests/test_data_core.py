@@ -165,5 +165,10 @@ def test_text_file_variants_and_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(DataError, match="junk.pt"):
         load_text_file(str(tmp_path / "junk.pt"))
+    bad = ids[0].clone()
+    bad[5] = 49408  # one past CLIP's vocabulary: training would hit a device assert in the embedding
+    torch.save((bad, mask[0]), tmp_path / "oov.pt")
+    with pytest.raises(DataError, match=r"oov\.pt: token ids span \d+\.\.49408; expected CLIP BPE ids in 0\.\.49407"):
+        load_text_file(str(tmp_path / "oov.pt"))
     z_ids, z_mask = empty_text()
     assert z_ids.shape == (77,) and int(z_ids.abs().sum() + z_mask.abs().sum()) == 0

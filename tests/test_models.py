@@ -335,3 +335,6 @@ def test_encode_text_range_checks_token_ids(arch):
         m.encode_text(torch.full((1, 5), -1))
     ids[1, 3] = vocab - 1
     assert m.encode_text(ids).shape == (2, arch.projection_dim)
+    ids[1, 3] = vocab + 7  # in training (no host sync) the loaders have checked the ids; the embedding still refuses
+    with pytest.raises(IndexError):
+        m.train().encode_text(ids)

@@ -18,6 +18,7 @@ from .io import DataError
 __all__ = ["load_text_file", "encode_text", "empty_text"]
 
 Text = Tuple[torch.Tensor, torch.Tensor]
+VOCAB_SIZE = 49408  # CLIP's BPE vocabulary (every text tower here uses it)
 
 
 def _as_row(t, path: str, what: str) -> torch.Tensor:
@@ -57,7 +58,11 @@ def load_text_file(path: str) -> Text:
         raise DataError(
             f"text file {path} holds a {type(obj).__name__}; expected a pair (input_ids, attention_mask)", path
         )
-    return _as_row(ids, path, "input_ids"), _as_row(mask, path, "attention_mask")
+    ids = _as_row(ids, path, "input_ids")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= VOCAB_SIZE):
+        raise DataError(f"text file {path}: token ids span {int(ids.min())}..{int(ids.max())}; expected CLIP BPE ids "
+                        f"in 0..{VOCAB_SIZE - 1}", path)
+    return ids, _as_row(mask, path, "attention_mask")
 
 
 def encode_text(text: str) -> Text:

@@ -179,9 +179,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Li
     ap.add_argument("--sample", type=int, help="decode at most this many files per dataset")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --sample subset")
     a = ap.parse_args(argv)
-    if not os.path.isdir(a.root):
-        ap.error(f"--root {a.root}: data root not found (expected a folder laid out like tactile_datasets/)")
-    rows = verify(a.root, a.names.split(",") if a.names else None, a.sample, a.seed)
+    try:
+        rows = verify(a.root, a.names.split(",") if a.names else None, a.sample, a.seed)
+    except DataError as e:  # the root is not a folder
+        ap.error(f"--root: {e}")
     print(format_rows(rows))
     if all(r["status"] == "absent" for r in rows):  # most likely a wrong --root
         print(f"no dataset found under {os.path.abspath(a.root)}; expected the layout of datasets/<name>/README.md",

@@ -18,8 +18,7 @@ __all__ = [
 
 # dense bf16 / fp16 tensor-core peaks (TFLOP/s) from the vendors' datasheets, by a substring of the CUDA device name;
 # the first match wins (so "H100 PCIe" before "H100")
-_PEAK_HALF_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
-                     ("A6000", 155.0), ("4090", 165.0), ("V100", 125.0))
+_PEAK_HALF_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0))
 
 
 def add_step_options(ap: argparse.ArgumentParser, what: str = "encoder blocks") -> None:

@@ -28,10 +28,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def grad_norm(params) -> torch.Tensor:
-    """The global L2 norm of the gradients of ``params`` (0 when none has one), a 0-d fp32 tensor on their device."""
-    norms = [torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32) for p in params if p.grad is not None]
-    if not norms:
+    """The global L2 norm of the gradients of ``params`` (0 when none has one), a 0-d tensor, nothing modified."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
         return torch.zeros(())
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: the foreach kernels clip_grad_norm_ uses
+        return torch.nn.utils.get_total_norm(grads)
+    norms = [torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads]
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
@@ -95,16 +98,13 @@ class Stepper:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.scaler.unscale_(self.optimizer)
-        norm = grad_norm(self.params)
+        # without clipping only measure: clip_grad_norm_(max_norm=inf) would multiply a NaN norm into every gradient
+        norm = (torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad) if self.clip_grad is not None
+                else grad_norm(self.params))
         if not self.scaler.is_enabled() and not bool(torch.isfinite(norm)):  # one host sync per optimizer step
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)  # (clipped NaN gradients are dropped here, never stepped)
             raise NonFiniteLossError(f"non-finite gradient norm ({float(norm)}) with a finite loss; the optimizer step "
                                      f"was not taken")
-        if self.clip_grad is not None:
-            coef = (self.clip_grad / (norm + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s rule, without a host sync
-            for p in self.params:
-                if p.grad is not None:
-                    p.grad.detach().mul_(coef.to(p.grad.device, p.grad.dtype))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

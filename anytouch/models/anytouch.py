@@ -68,7 +68,8 @@ class AnyTouchModel(nn.Module):
                     attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Token ids (B, 77) (+ mask), or raw strings tokenised offline with CLIP's BPE -> (B, P).
 
-        Raises ValueError when an id is outside the text vocabulary ``[0, vocab_size)``.
+        Raises ValueError when an id is outside the text vocabulary ``[0, vocab_size)``; checked in eval mode only
+        (the check costs a host sync; training text is checked where it is loaded, ``anytouch.data.text``).
         """
         self._need_towers("encode_text")
         if isinstance(input_ids, (str, list, tuple)):
@@ -78,8 +79,8 @@ class AnyTouchModel(nn.Module):
             device = self.text.token_embed.weight.device
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         vocab = self.text.token_embed.num_embeddings
-        bad = (input_ids < 0) | (input_ids >= vocab)
-        if bool(bad.any()):  # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
+        if not self.training and bool(((input_ids < 0) | (input_ids >= vocab)).any()):
+            # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
             raise ValueError(
                 f"token ids out of range: max id {int(input_ids.max())}, min id {int(input_ids.min())}, but this "
                 f"model's text vocabulary size is {vocab} (ids 0..{vocab - 1}); tokenise with anytouch.tokenize"

@@ -39,7 +39,7 @@ def grid_points(lrs: Sequence[float], weight_decays: Sequence[float],
 
 def cached_features(encoder, dataset, task: Task, recipe: Recipe, *, identity: Dict, views: int, env: DistEnv,
                     dtype: torch.dtype, batch_size: int, num_workers: int, cache: FeatureCache,
-                    label: str, log=print) -> Tuple[Optional[Features], bool]:
+                    label: str, log=print, content: Optional[Dict] = None) -> Tuple[Optional[Features], bool]:
     """Features of ``dataset`` from the cache, or extracted (on all processes) and stored.
 
     Args:
@@ -47,13 +47,14 @@ def cached_features(encoder, dataset, task: Task, recipe: Recipe, *, identity: D
             root, validation carve); the dataset's content and the feature recipe are added here.
         views: augmented views per sample (forced to 1 when the dataset does not augment).
         label: file-name prefix and progress-bar text, e.g. ``tag_material-train``.
+        content: ``dataset_identity(dataset)`` when the caller already has it (it stats every file).
     Returns:
         ((features (V, N, F), labels (N,)) on rank 0 and None on other ranks, whether the cache had them).
     """
     augments = getattr(getattr(dataset, "transform", None), "train", True)
     if not augments:
         views = 1  # no augmentation: every view would be the same
-    parts = {**identity, "dataset_content": dataset_identity(dataset),
+    parts = {**identity, "dataset_content": content if content is not None else dataset_identity(dataset),
              "features": {"image_size": encoder.image_size, "pooling": recipe.pooling, "sensor": recipe.sensor,
                           "frames": task.frames, "views": views, "dtype": str(dtype),
                           # the seed draws the augmentation only: unaugmented features are shared by every seed

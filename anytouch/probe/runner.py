@@ -30,7 +30,7 @@ from ..engine.rng import derive_seed, seed_all
 from ..engine.step import resolve_precision
 from ..models import TouchEncoder, get_arch
 from ..provenance import provenance
-from .cache import FeatureCache, checkpoint_identity, encoder_identity
+from .cache import FeatureCache, checkpoint_identity, dataset_identity, encoder_identity
 from .cached import cached_features, fit_grid, grid_points
 from .config import PROTOCOLS, ProbeConfig
 from .official import fit_official
@@ -141,10 +141,12 @@ class ProbeRunner:
             identity = {"checkpoint": self.ckpt_id, "dataset": {
                 "name": task.name, "split": split, "root": root, "path": folder_override(d, task.name),
                 "val_fraction": vf, "val_seed": p.val_seed}}
+            if part not in self._content:  # once per task: it stats every file; the seeds share it
+                self._content[part] = dataset_identity(ds)
             feats[part], hit = cached_features(
                 self.encoder, ds, task, recipe, identity=identity, views=p.views if part.startswith("train") else 1,
                 env=self.env, dtype=self.dtype, batch_size=p.eval_batch_size, num_workers=d.num_workers,
-                cache=self.cache, label=f"{task.name}-{part}", log=self.log)
+                cache=self.cache, label=f"{task.name}-{part}", log=self.log, content=self._content[part])
             if not hit and feats[part] is not None:
                 images += feats[part][0].shape[0] * feats[part][0].shape[1] * task.frames
         info = {"extract_s": time.perf_counter() - t0, "extracted_images": images}
@@ -168,6 +170,7 @@ class ProbeRunner:
     def run_task(self, task: Task):
         p = self.cfg.probe
         recipe = self.recipe(task)
+        self._content: Dict[str, Dict] = {}  # part -> dataset_identity, shared by the seeds of this task
         sets = {"train": self.dataset(task.name, "train", 0.0), "test": self.dataset(task.name, "test", 0.0)}
         if p.val_fraction > 0:
             sets["train_carved"] = self.dataset(task.name, "train", p.val_fraction)
