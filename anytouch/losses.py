@@ -192,7 +192,16 @@ class Stage2Objective(nn.Module):
 
     Training wraps this module, not the model, in DDP: every forward that produces a gradient must run inside DDP's
     forward for its unused-parameter bookkeeping.
+
+    ``parts`` declares, per batch kind, the scalar entries a forward returns (``loss`` first); the trainer logs
+    exactly these and refuses an undeclared one, so a new term cannot go missing from the logs.
     """
+
+    parts = {
+        "align": ("loss", "loss_align", "loss_mae", "loss_touch_vision", "loss_vision_text", "loss_touch_text",
+                  "logit_scale"),
+        "cross": ("loss", "loss_pos", "loss_neg", "acc"),
+    }
 
     def __init__(self, model: nn.Module, alpha_vt: float = 1.0, alpha_vl: float = 0.2, alpha_lt: float = 1.0,
                  halve_touch_text: bool = False, cross_alpha: float = 1.0, gather: bool = False,

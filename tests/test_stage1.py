@@ -266,3 +266,31 @@ def test_on_error_skip_reports_unreadable_frames_at_epoch_end(tmp_path, capsys):
     assert "skipped" in capsys.readouterr().out
     recs = [json.loads(line) for line in open(tmp_path / "skip" / "skipped.jsonl")]
     assert recs and {r["path"] for r in recs} == {str(frames[len(frames) // 2])}
+
+
+# -- logged parts: the objective declares them ---------------------------------------------------------------------
+def _with_extra_part(monkeypatch):
+    orig = TouchMAE.forward
+
+    def forward(self, *args, **kwargs):
+        out = orig(self, *args, **kwargs)
+        out["loss_extra"] = out["loss_recon"].detach() * 0 + 7.0
+        return out
+
+    monkeypatch.setattr(TouchMAE, "forward", forward)
+
+
+def test_an_undeclared_part_stops_the_run_naming_it(tmp_path, fake_data, monkeypatch):
+    _with_extra_part(monkeypatch)
+    with pytest.raises(ValueError, match=r"TouchMAE returned scalar part\(s\) loss_extra for a '(image|video)' batch"):
+        run(tmp_path, "train.max_steps=1")
+
+
+def test_a_declared_part_is_logged(tmp_path, fake_data, monkeypatch):
+    _with_extra_part(monkeypatch)
+    parts = {k: v + ("loss_extra",) for k, v in TouchMAE.parts.items()}
+    monkeypatch.setattr(TouchMAE, "parts", parts)
+    run(tmp_path, "train.epochs=1")
+    recs = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert {r.get("train_loss_image_extra") for r in recs if "train_loss_image" in r} == {7.0}
+    assert {r.get("train_loss_video_extra") for r in recs if "train_loss_video" in r} == {7.0}

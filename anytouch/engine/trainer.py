@@ -1,8 +1,9 @@
 """The stage-independent training job: setup, resume, the epoch loop, checkpoints, logging, shutdown.
 
 A stage subclasses :class:`Trainer`, builds its model, objective and loaders, calls :meth:`Trainer.setup`, and
-implements :meth:`Trainer.forward` (one batch -> the objective's output dict) and :meth:`Trainer.loss_parts`. The
-config must have ``train`` (:class:`anytouch.train.config.TrainConfig`), ``optim`` and ``run`` sections.
+implements :meth:`Trainer.forward` (one batch -> the objective's output dict) and, when its loader names are not the
+objective's batch kinds, :meth:`Trainer.batch_kind`. The objective declares the scalar parts it returns per batch kind
+(its ``parts`` attribute); the trainer logs exactly those and stops on an undeclared one. The config must have ``train`` (:class:`anytouch.train.config.TrainConfig`), ``optim`` and ``run`` sections.
 
 Everything random in the loop is a function of (seed, epoch, step, rank, sample index) -- batch order (engine.
 interleave), shuffling and augmentation (engine.data), and what ``forward`` draws from :meth:`Trainer.generator` --
@@ -15,7 +16,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type
 
 import torch
 import torch.nn as nn
@@ -33,7 +34,7 @@ from .rng import generator, seed_all
 from .schedule import lr_at, universal_prob
 from .step import NonFiniteLossError, Stepper
 
-__all__ = ["NonFiniteLossError", "Trainer", "launch"]
+__all__ = ["NonFiniteLossError", "Trainer", "declared_parts", "launch"]
 
 
 class Trainer:
@@ -65,6 +66,8 @@ class Trainer:
         # idle parameter's grad None, so AdamW leaves it alone as in the original. (A 0-weighted dummy loss would give
         # it zero gradients instead, and AdamW would still move it through momentum and weight decay.) The batch type
         # is the same on every rank at a given step (engine.interleave), so ranks agree on what is idle.
+        self.objective_name = type(objective).__name__
+        self.parts = declared_parts(objective, {name: self.batch_kind(name) for name in stream.names})
         self.ddp = wrap_ddp(objective, self.env, find_unused_parameters=True)
         self.optimizer = build_adamw(model, self.base_lr, o.weight_decay, o.betas, o.eps)
         self.stepper = Stepper(self.ddp, self.optimizer, self.env.device, t.precision, o.clip_grad)
@@ -75,10 +78,9 @@ class Trainer:
         Returns (output dict with ``loss``, number of samples)."""
         raise NotImplementedError
 
-    def loss_parts(self, name: str) -> Sequence[str]:
-        """The 0-d output entries logged for a batch of loader ``name``, ``loss`` first (a fixed list per loader:
-        ranks all-reduce them together)."""
-        raise NotImplementedError
+    def batch_kind(self, name: str) -> str:
+        """The objective's batch kind (a key of its ``parts``) of loader ``name``'s batches; by default the name."""
+        return name
 
     def scalar_names(self, name: str, parts: Dict[str, float]) -> Dict[str, float]:
         """Logged names of a ``name`` batch's parts (``train_loss_full`` is added for ``loss``): ``loss`` ->
@@ -213,7 +215,12 @@ class Trainer:
         """Rank-averaged loss parts as floats; a part absent on some ranks is averaged over the ranks that have it.
         The all-reduce makes a NaN on any rank visible to all, so every rank stops at the same step instead of the
         healthy ones hanging in the next collective."""
-        names = list(self.loss_parts(name))
+        names = self.parts[name]
+        undeclared = [k for k, v in out.items() if k not in names and torch.is_tensor(v) and v.ndim == 0]
+        if undeclared:
+            raise ValueError(f"{self.objective_name} returned scalar part(s) {', '.join(undeclared)} for a "
+                             f"{self.batch_kind(name)!r} batch ({name} loader) that its `parts` does not declare "
+                             f"(declared: {', '.join(names)}); add them to its `parts` so that they are logged")
         have = torch.tensor([k in out for k in names], dtype=torch.float32, device=self.env.device)
         vals = torch.stack([out[k].detach().float() if k in out else have.new_zeros(()) for k in names])
         sums = all_reduce_mean(torch.cat([vals, have]))
@@ -232,6 +239,26 @@ class Trainer:
         """Drop the DDP wrapper and the optimizer: they must be gone before the process group is destroyed."""
         self.log.close()
         self.ddp = self.stepper = self.optimizer = None
+
+
+def declared_parts(objective: Any, kinds: Mapping[str, str]) -> Dict[str, Tuple[str, ...]]:
+    """Loader name -> the scalar parts ``objective`` declares for that loader's batch kind (``kinds``: loader name ->
+    batch kind). An objective declares ``parts``, a mapping from batch kind to the names of the 0-d entries of its
+    output dict, ``loss`` first. The list is fixed per kind so that every rank all-reduces the same vector, even
+    when a part is absent on some rank (e.g. no camera image in its batch)."""
+    declared = getattr(objective, "parts", None)
+    if not isinstance(declared, Mapping):
+        raise TypeError(f"{type(objective).__name__} declares no `parts` (a mapping from batch kind to the scalar "
+                        f"parts its forward returns, 'loss' first); the trainer logs exactly what it declares")
+    out = {}
+    for name, kind in kinds.items():
+        parts = tuple(declared.get(kind, ()))
+        if not parts or parts[0] != "loss":
+            raise ValueError(f"{type(objective).__name__}.parts[{kind!r}] (loader {name}) is {parts or 'missing'}; "
+                             f"expected the names of its scalar parts, 'loss' first (declared kinds: "
+                             f"{', '.join(declared)})")
+        out[name] = parts
+    return out
 
 
 def launch(trainer_cls: Type[Trainer], schema: type, argv: Sequence[str]) -> None:

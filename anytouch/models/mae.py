@@ -44,7 +44,12 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Te
 
 
 class TouchMAE(nn.Module):
-    """Touch encoder + MAE decoder with an image head and a (pred_frames)-frame video head."""
+    """Touch encoder + MAE decoder with an image head and a (pred_frames)-frame video head.
+
+    ``parts``: the scalar entries :meth:`forward` returns for image and for clip batches, ``loss`` first (what a
+    training loop logs; ``pred`` and ``mask`` are tensors, not parts)."""
+
+    parts = {"image": ("loss", "loss_recon"), "video": ("loss", "loss_recon", "loss_pred")}
 
     def __init__(self, arch: ArchConfig, norm_pix_loss: bool = False):
         super().__init__()

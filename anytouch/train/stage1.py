@@ -104,9 +104,6 @@ class Stage1Trainer(Trainer):
         out = self.ddp(touch, sensor.to(dev), mask_ratio=self.cfg.train.mask_ratio, noise=noise.to(dev))
         return out, len(touch)
 
-    def loss_parts(self, name: str) -> Sequence[str]:
-        return ("loss", "loss_recon", "loss_pred") if name == "video" else ("loss", "loss_recon")
-
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     launch(Stage1Trainer, Stage1Config, sys.argv[1:] if argv is None else argv)

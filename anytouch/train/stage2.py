@@ -42,11 +42,6 @@ __all__ = ["Stage2Config", "LossConfig", "build_model", "load_stage1_touch", "pr
 
 # loader name -> dataset kind, in the original's loader order (spec 3.4); the names give the tensorboard tags
 LOADERS = {"image": "image", "image_cross": "cross_image", "video": "video", "video_cross": "cross_video"}
-PARTS = {  # the logged parts of each batch type: a fixed list, so that ranks all-reduce tensors of the same length
-    "align": ("loss", "loss_align", "loss_mae", "loss_touch_vision", "loss_vision_text", "loss_touch_text",
-              "logit_scale"),
-    "cross": ("loss", "loss_pos", "loss_neg", "acc"),
-}
 # the arch fields a stage-1 checkpoint must share with the stage-2 model (its towers may differ)
 TOUCH_ARCH_FIELDS = ("projection_dim", "touch", "decoder", "num_sensors", "tokens_per_sensor", "num_frames",
                      "pred_frames")
@@ -204,8 +199,8 @@ class Stage2Trainer(Trainer):
                                self.arch.touch.num_patches, self.env.device)
         return self.ddp(inputs), len(batch["anchor" if "anchor" in batch else "touch"])
 
-    def loss_parts(self, name: str) -> Sequence[str]:
-        return PARTS["cross" if name.endswith("cross") else "align"]
+    def batch_kind(self, name: str) -> str:
+        return "cross" if LOADERS[name].startswith("cross") else "align"
 
     def scalar_names(self, name: str, parts: Dict[str, float]) -> Dict[str, float]:
         """The base class's names (``train_loss_image_cross``, ``train_loss_video_touch_text``, ``train_acc_...``),
