@@ -45,8 +45,6 @@ class Trainer:
 
     def __init__(self, cfg: Any, env: DistEnv):
         self.cfg, self.env = cfg, env
-        if cfg.train.accum_iter < 1:
-            raise ValueError(f"train.accum_iter must be >= 1, got {cfg.train.accum_iter}")
         self.out = Path(cfg.run.output_dir)
         self.log = RunLogger(self.out, env, cfg.run.tb_dir)
         seed_all(cfg.run.seed + env.rank)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ..data.config import DataConfig
-from ..train.config import OptimConfig, RunConfig
+from ..train.config import OptimConfig, RunConfig, check_ranges
 
 __all__ = ["GridConfig", "ProbeSection", "ProbeConfig", "PROTOCOLS"]
 
@@ -27,6 +27,9 @@ class GridConfig:
 
     lr: List[float] = field(default_factory=lambda: [1e-4, 2e-4, 5e-4, 1e-3, 2e-3])
     weight_decay: List[float] = field(default_factory=lambda: [0.0, 0.01, 0.05, 0.1])
+
+    def __post_init__(self):
+        check_ranges("probe.grid", self, {"lr": ">= 0", "weight_decay": ">= 0"})
 
 
 @dataclass
@@ -49,6 +52,11 @@ class ProbeSection:
     grid: GridConfig = field(default_factory=GridConfig)
     cache_dir: Optional[str] = None  # default $ANYTOUCH_CACHE_DIR/probe_features or ~/.cache/anytouch/probe_features
     log_every: int = 20  # steps between train_loss / lr records
+
+    def __post_init__(self):
+        check_ranges("probe", self, {"epochs": ">= 1", "batch_size": ">= 1", "eval_batch_size": ">= 1",
+                                     "val_fraction": "in [0, 1)", "seeds": ">= 1", "views": ">= 1",
+                                     "log_every": ">= 1", "feel_split": ">= 0"})
 
 
 @dataclass

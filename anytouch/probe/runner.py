@@ -68,10 +68,6 @@ class ProbeRunner:
         if not p.tasks:
             raise ValueError("probe.tasks is empty; name at least one of tag_material ... of2")
         self.tasks: List[Task] = [get_task(t) for t in p.tasks]
-        if p.views < 1 or p.epochs < 1 or p.seeds < 1:
-            raise ValueError(f"probe.views={p.views}, probe.epochs={p.epochs} and probe.seeds={p.seeds} must be >= 1")
-        if not 0.0 <= p.val_fraction < 1.0:
-            raise ValueError(f"probe.val_fraction={p.val_fraction}; expected 0 <= val_fraction < 1")
         if cfg.run.resume:
             raise ValueError("run.resume is not supported by the probes (a probe run is short); leave it empty")
         if cfg.optim.clip_grad is not None and p.protocol != "official":

@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..config import ConfigError
 from ..data.config import DataConfig
 
-__all__ = ["ModelConfig", "OptimConfig", "TrainConfig", "RunConfig", "Stage1Config"]
+__all__ = ["ModelConfig", "OptimConfig", "TrainConfig", "RunConfig", "Stage1Config", "check_ranges"]
+
+_RANGES: Dict[str, Callable[[float], bool]] = {
+    ">= 0": lambda v: v >= 0, "> 0": lambda v: v > 0, ">= 1": lambda v: v >= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1, "in [0, 1]": lambda v: 0 <= v <= 1,
+}
+
+
+def check_ranges(section: str, obj: Any, ranges: Mapping[str, str]) -> None:
+    """Raise :class:`ConfigError` naming ``<section>.<field>``, its value and the expected range when a field of
+    ``obj`` is outside ``ranges[field]`` (one of the keys of ``_RANGES``). None (an unset optional) passes; every
+    element of a tuple or list is checked. Called from ``__post_init__``, so a bad value fails when the config
+    loads, not steps into training (a NaN is outside every range)."""
+    for name, expected in ranges.items():
+        value = getattr(obj, name)
+        values = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+        if not all(_RANGES[expected](v) for v in values):
+            raise ConfigError(f"{section}.{name}={value!r} is out of range; expected {section}.{name} {expected}")
 
 
 @dataclass
@@ -41,6 +58,10 @@ class OptimConfig:
     min_lr: float = 0.0
     clip_grad: Optional[float] = None  # max global grad norm (the original never clips)
 
+    def __post_init__(self):
+        check_ranges("optim", self, {"lr": ">= 0", "blr": ">= 0", "weight_decay": ">= 0", "betas": "in [0, 1)",
+                                     "eps": "> 0", "warmup_epochs": ">= 0", "min_lr": ">= 0", "clip_grad": "> 0"})
+
 
 @dataclass
 class TrainConfig:
@@ -56,6 +77,10 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop early after this many steps (smoke runs; the schedule still spans epochs)
     log_every: int = 20  # steps between tensorboard / log.jsonl records
     ckpt_every_steps: int = 0  # also save checkpoint-last.pth every this many steps (0 = only at epoch ends)
+    # epoch checkpoints kept besides checkpoint-last.pth: the newest keep_last, and every keep_every-th
+    # (checkpoint-<k·keep_every - 1>.pth, i.e. after every keep_every finished epochs; 0 = none of either kind)
+    keep_last: int = 2
+    keep_every: int = 5
 
     def __post_init__(self):
         # the loaders of a stage are the keys of its default batch_size (stage 1: image, video; a subclass such as
@@ -67,6 +92,10 @@ class TrainConfig:
         bad = {k: v for k, v in self.batch_size.items() if not isinstance(v, int) or v < 1}
         if bad:
             raise ConfigError(f"train.batch_size {bad}: a batch size must be a positive integer")
+        check_ranges("train", self, {
+            "epochs": ">= 1", "accum_iter": ">= 1", "mask_ratio": "in [0, 1)", "beta_start": "in [0, 1]",
+            "beta_end": "in [0, 1]", "max_steps": ">= 1", "log_every": ">= 1", "ckpt_every_steps": ">= 0",
+            "keep_last": ">= 0", "keep_every": ">= 0"})
 
 
 @dataclass
