@@ -294,3 +294,54 @@ def test_a_declared_part_is_logged(tmp_path, fake_data, monkeypatch):
     recs = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     assert {r.get("train_loss_image_extra") for r in recs if "train_loss_image" in r} == {7.0}
     assert {r.get("train_loss_video_extra") for r in recs if "train_loss_video" in r} == {7.0}
+
+
+# -- the run folder: retention, no silent overwrite, no doubled log records ----------------------------------------
+def test_epoch_checkpoint_retention(tmp_path, fake_data):
+    run(tmp_path, "train.epochs=7", "train.keep_last=2", "train.keep_every=3", "train.ckpt_every_steps=0")
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*.pth")) == [
+        "checkpoint-2.pth", "checkpoint-5.pth", "checkpoint-6.pth", LAST]
+    assert torch.load(tmp_path / "checkpoint-5.pth", weights_only=True)["epoch"] == 5
+    assert torch.load(tmp_path / LAST, weights_only=True)["epoch"] == 6
+
+
+def test_retention_keeps_everything_with_the_original_settings(tmp_path, fake_data):
+    run(tmp_path, "train.epochs=3", "train.keep_last=3", "train.keep_every=0")
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*.pth")) == [
+        "checkpoint-0.pth", "checkpoint-1.pth", "checkpoint-2.pth", LAST]
+    run(tmp_path / "none", "train.epochs=2", "train.keep_last=0", "train.keep_every=0")
+    assert [p.name for p in (tmp_path / "none").glob("checkpoint-*.pth")] == [LAST]
+
+
+def test_a_fresh_start_into_a_finished_run_is_refused(tmp_path, fake_data):
+    run(tmp_path, "train.epochs=1")
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    log = (tmp_path / "log.jsonl").read_text()
+    with pytest.raises(FileExistsError, match=r"holds an earlier run \(checkpoint-last.pth, 1 epoch checkpoint.*"
+                                              r"run.resume=auto.*fresh folder"):
+        run(tmp_path, "train.epochs=1")
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before  # nothing touched
+    assert (tmp_path / "log.jsonl").read_text() == log
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "quiet" / "log.jsonl").write_text('{"step": 1}\n')  # a run killed before its first checkpoint
+    with pytest.raises(FileExistsError, match=r"\(log.jsonl\)"):
+        run(tmp_path / "quiet", "train.epochs=1")
+
+
+def test_resume_does_not_log_the_rerun_steps_twice(tmp_path, fake_data, monkeypatch, capsys):
+    with monkeypatch.context() as m:
+        fail_at(m, 4, "kill")  # killed in step 4; the last checkpoint is after step 2
+        with pytest.raises(Killed):
+            run(tmp_path)
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"step": 4, "train_loss')  # a torn last line
+    run(tmp_path, "run.resume=auto")
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "log.jsonl")]
+    assert steps == list(range(1, 11))
+    assert "log.jsonl: dropped 2 record(s) past step 2" in capsys.readouterr().out
+
+    quiet = tmp_path / "quiet"  # resume=auto and no checkpoint: a fresh start that drops the old records
+    quiet.mkdir()
+    (quiet / "log.jsonl").write_text('{"step": 1}\n')
+    run(quiet, "run.resume=auto", "train.max_steps=2")
+    assert [json.loads(line)["step"] for line in open(quiet / "log.jsonl")] == [1, 2]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 from collections import defaultdict
 from pathlib import Path
@@ -49,7 +50,7 @@ class RunLogger:
     """Writes only on rank 0; every method is a no-op elsewhere.
 
     Args:
-        output_dir: holds ``log.jsonl`` (appended, so a resumed run continues the same file).
+        output_dir: holds ``log.jsonl`` (appended, so a resumed run continues the same file; see :meth:`rewind`).
         env: the distributed environment.
         tb_dir: tensorboard folder (default: ``output_dir``).
     """
@@ -59,11 +60,43 @@ class RunLogger:
         self.tb = self.jsonl = self.bar = None
         if not self.enabled:
             return
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        self.tb_dir, self.path = str(tb_dir or output_dir), Path(output_dir) / "log.jsonl"
+        self.tb = self._writer()
+        self.jsonl = open(self.path, "a")
+
+    def _writer(self, purge_step: Optional[int] = None):
         from torch.utils.tensorboard import SummaryWriter  # imported on rank 0 only: slow, and only it writes
 
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        self.tb = SummaryWriter(str(tb_dir or output_dir))
-        self.jsonl = open(Path(output_dir) / "log.jsonl", "a")
+        return SummaryWriter(self.tb_dir, purge_step=purge_step)
+
+    def rewind(self, step: int, epoch_float: float) -> int:
+        """Before a resumed run continues after global ``step`` (batches done), at ``epoch_float``: drop the
+        ``log.jsonl`` records past ``step`` (and a torn last line of a killed write), and hide the tensorboard
+        points from x = int(epoch_float·1000) on, so the steps that run again are not logged twice. Returns the
+        number of records dropped."""
+        if not self.enabled:
+            return 0
+        self.jsonl.close()
+        keep, dropped = [], 0
+        for line in self.path.read_text().splitlines(keepends=True):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1
+                continue
+            if rec.get("step", 0) <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+            else:
+                dropped += 1
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(keep))
+            os.replace(tmp, self.path)
+        self.jsonl = open(self.path, "a")
+        self.tb.close()
+        self.tb = self._writer(purge_step=int(epoch_float * 1000))
+        return dropped
 
     def log(self, epoch_float: float, scalars: Dict[str, float], **fields: Any) -> None:
         """Scalars go to tensorboard at x = int(epoch_float·1000) and, with ``fields``, to one JSON line."""

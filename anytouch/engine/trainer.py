@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.skip import SkipErrors, format_skipped, skipped_report
-from .checkpointing import (LAST, find_resume, load_training_checkpoint, remove_stale_temps, restore_rng,
-                            save_training_checkpoint)
+from .checkpointing import (LAST, find_resume, load_training_checkpoint, previous_run, remove_stale_temps,
+                            restore_rng, retention_note, save_training_checkpoint)
 from .dist import DistEnv, all_reduce_mean, broadcast_from_main, gather_to_main, init_distributed, shutdown, wrap_ddp
 from .interleave import Interleaved
 from .logging import RunLogger, WindowMeans, peak_memory_gb
@@ -46,6 +46,14 @@ class Trainer:
     def __init__(self, cfg: Any, env: DistEnv):
         self.cfg, self.env = cfg, env
         self.out = Path(cfg.run.output_dir)
+        # never overwrite an earlier run silently (run.output_dir has a default, so re-running a script lands here);
+        # checked before anything is written there, on rank 0 for all ranks so that they all stop
+        found = broadcast_from_main(previous_run(self.out) if env.is_main and not cfg.run.resume else None)
+        if found:
+            raise FileExistsError(
+                f"run.output_dir={self.out} holds an earlier run ({found}); a fresh start would overwrite it. "
+                f"Continue that run with run.resume=auto, or start a new one in a fresh folder (another "
+                f"run.output_dir, or move {self.out} aside)")
         self.log = RunLogger(self.out, env, cfg.run.tb_dir)
         seed_all(cfg.run.seed + env.rank)
         self.epoch, self.start_step = 0, 0  # the next batch to train on: (epoch, step within the epoch)
@@ -99,9 +107,7 @@ class Trainer:
             raise FileNotFoundError(f"rank {self.env.rank}: rank 0 resumes from {path}, which this process cannot "
                                     f"read; run.output_dir must be on storage every node shares")
         if path is None:
-            if (self.out / LAST).exists():
-                self.log.print(f"note: starting fresh; {self.out / LAST} will be overwritten (run.resume=auto "
-                               f"continues it)")
+            self.rewind_log(0)  # resume=auto, no checkpoint yet: drop the records of a run killed before its first save
             return
         ckpt = load_training_checkpoint(path, self.kind, self.arch.to_dict())
         pos = ckpt["data_state"]
@@ -115,12 +121,20 @@ class Trainer:
         self.stepper.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt, self.env)
         self.epoch, self.start_step, self.last_saved = pos["epoch"], pos["step_in_epoch"], path
+        self.rewind_log(self.epoch * self.steps_per_epoch + self.start_step)
         self.log.print(f"resumed from {path}: epoch {self.epoch}, step {self.start_step}/{self.steps_per_epoch}")
+
+    def rewind_log(self, step: int) -> None:
+        """Drop the log records past global ``step``: the resumed run logs those steps again."""
+        dropped = self.log.rewind(step, step / self.steps_per_epoch)
+        if dropped:
+            self.log.print(f"log.jsonl: dropped {dropped} record(s) past step {step}; those steps run again")
 
     def save(self, epoch: int, next_epoch: int, next_step: int, epoch_end: bool) -> None:
         save_training_checkpoint(
             self.out, self.env, self.model, to_dict(self.cfg), self.optimizer, scaler=self.stepper.state_dict(),
             epoch=epoch, step=next_epoch * self.steps_per_epoch + next_step, keep_epoch=epoch_end,
+            keep_last=self.cfg.train.keep_last, keep_every=self.cfg.train.keep_every,
             data_state={"epoch": next_epoch, "step_in_epoch": next_step, "steps_per_epoch": self.steps_per_epoch},
         )
         self.last_saved = self.out / LAST
@@ -133,10 +147,11 @@ class Trainer:
             for p in remove_stale_temps(self.out):
                 self.log.print(f"removed {p.name}: the temp file of a checkpoint write that did not finish")
         self.resume()
+        t = self.cfg.train
         batches = dict(zip(self.stream.names, self.stream.num_batches))
-        self.log.print(f"{self.title}: {self.steps_per_epoch} steps/epoch {batches}, {self.cfg.train.epochs} epochs, "
+        self.log.print(f"{self.title}: {self.steps_per_epoch} steps/epoch {batches}, {t.epochs} epochs, "
                        f"lr {self.base_lr:.3g} (effective batch {self.eff_batch}), {self.env.world_size} process(es) "
-                       f"on {self.env.device}, {self.stepper.dtype}")
+                       f"on {self.env.device}, {self.stepper.dtype}; {retention_note(t.keep_last, t.keep_every)}")
         while self.epoch < self.cfg.train.epochs:
             finished = self.train_epoch(self.epoch, self.start_step)
             self.epoch, self.start_step = self.epoch + 1, 0
