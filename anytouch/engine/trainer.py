@@ -3,7 +3,8 @@
 A stage subclasses :class:`Trainer`, builds its model, objective and loaders, calls :meth:`Trainer.setup`, and
 implements :meth:`Trainer.forward` (one batch -> the objective's output dict) and, when its loader names are not the
 objective's batch kinds, :meth:`Trainer.batch_kind`. The objective declares the scalar parts it returns per batch kind
-(its ``parts`` attribute); the trainer logs exactly those and stops on an undeclared one. The config must have ``train`` (:class:`anytouch.train.config.TrainConfig`), ``optim`` and ``run`` sections.
+(its ``parts`` attribute); the trainer logs exactly those and stops on an undeclared one. The config must have
+``train`` (:class:`anytouch.train.config.TrainConfig`), ``optim`` and ``run`` sections.
 
 Everything random in the loop is a function of (seed, epoch, step, rank, sample index) -- batch order (engine.
 interleave), shuffling and augmentation (engine.data), and what ``forward`` draws from :meth:`Trainer.generator` --

@@ -16,7 +16,8 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,9 +36,49 @@ from .cached import cached_features, fit_grid, grid_points
 from .config import PROTOCOLS, ProbeConfig
 from .official import fit_official
 from .report import combine_seeds, markdown_table, result_rows, write_results
+from .selection import RunCurves
 from .tasks import Recipe, Task, build_split, folder_override, get_task
 
-__all__ = ["load_probe_encoder", "ProbeRunner", "main"]
+__all__ = ["load_probe_encoder", "ProtocolRun", "TaskResult", "ProbeRunner", "main"]
+
+
+@dataclass
+class ProtocolRun:
+    """One seed's run of a protocol on a task.
+
+    Attributes:
+        full: trained on the whole training set, with ``test`` curves (None on ranks other than 0 in the cached
+            protocol, whose heads train on rank 0 alone).
+        selection: trained on the training set minus the carved validation split, with ``val`` curves (None
+            without ``probe.val_fraction``).
+        points: (lr, weight decay) of each grid point; point 0 holds the paper's pair.
+        timing: the cached protocol's ``extract_s``, ``extracted_images`` and ``fit_s`` (empty for the official one).
+    """
+
+    full: Optional[RunCurves]
+    selection: Optional[RunCurves]
+    points: List[Tuple[float, float]]
+    timing: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TaskResult:
+    """A task's results over every protocol: result rows (seeds combined), each protocol's seed-0 curves, and the
+    timings (per protocol, plus ``skipped_samples`` when ``data.on_error=skip`` skipped any)."""
+
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    curves: Dict[str, Dict[str, List[float]]] = field(default_factory=dict)
+    timings: Dict[str, Any] = field(default_factory=dict)
+
+
+def seed0_curves(run: ProtocolRun) -> Dict[str, List[float]]:
+    """The curves of a run written to results.json: test accuracy / loss and training loss at grid point 0, and the
+    val accuracy of the selection run."""
+    curves = {"test_acc": run.full.evals["test"].acc[0].tolist(), "test_loss": run.full.evals["test"].loss[0].tolist(),
+              "train_loss": run.full.train_loss[0].tolist()}
+    if run.selection is not None:
+        curves["val_acc"] = run.selection.evals["val"].acc[0].tolist()
+    return curves
 
 
 def load_probe_encoder(checkpoint: Optional[str], arch: Optional[str] = None, seed: int = 0) -> TouchEncoder:
@@ -106,18 +147,33 @@ class ProbeRunner:
                                                head_seed=derive_seed(recipe.head_seed, "repeat", k))
                            for k in range(1, self.cfg.probe.seeds)]
 
+    def splits(self, task: Task) -> Dict[str, Any]:
+        """The task's datasets: ``train`` and ``test``, and with ``probe.val_fraction > 0`` the carved
+        ``train_carved`` / ``val`` pair of the selection run."""
+        p = self.cfg.probe
+        sets = {"train": self.dataset(task.name, "train", 0.0), "test": self.dataset(task.name, "test", 0.0)}
+        if p.val_fraction > 0:
+            sets["train_carved"] = self.dataset(task.name, "train", p.val_fraction)
+            sets["val"] = self.dataset(task.name, "val", p.val_fraction)
+        return sets
+
     def _logger(self, task: Task, name: str) -> RunLogger:
         tb = self.cfg.run.tb_dir
         return RunLogger(self.out / task.name / name, self.env, Path(tb) / task.name / name if tb else None)
 
-    # -- protocols --------------------------------------------------------------------------------------------
-    def _official(self, task: Task, recipe: Recipe, sets: Dict[str, Any], suffix: str = ""):
+    @staticmethod
+    def _fits(sets: Dict[str, Any], suffix: str) -> List[Tuple[str, str, str]]:
+        """(training split, evaluation split, log folder) of the full run and, with a carved split, the selection
+        run."""
+        fits = [("train", "test", "")] + ([("train_carved", "val", "_val")] if "val" in sets else [])
+        return [(train, ev, name + suffix) for train, ev, name in fits]
+
+    # -- protocols: one seed's fits each ----------------------------------------------------------------------
+    def _official(self, task: Task, recipe: Recipe, sets: Dict[str, Any], suffix: str) -> ProtocolRun:
         p = self.cfg.probe
-        runs = [("train", "test", "official")] + ([("train_carved", "val", "official_val")] if "val" in sets else [])
-        runs = [(a, b, name + suffix) for a, b, name in runs]
         out = []
-        for train, ev, log_name in runs:
-            logger = self._logger(task, log_name)
+        for train, ev, name in self._fits(sets, suffix):
+            logger = self._logger(task, "official" + name)
             try:
                 out.append(fit_official(self.encoder, sets[train], {ev: sets[ev]}, task, recipe, env=self.env,
                                         precision=p.precision, num_workers=self.cfg.data.num_workers,
@@ -125,9 +181,11 @@ class ProbeRunner:
                                         logger=logger, log_every=p.log_every))
             finally:
                 logger.close()
-        return out[0], (out[1] if len(out) > 1 else None), [(recipe.lr, recipe.weight_decay)], {}
+        return ProtocolRun(out[0], out[1] if len(out) > 1 else None, [(recipe.lr, recipe.weight_decay)])
 
-    def _cached(self, task: Task, recipe: Recipe, sets: Dict[str, Any], suffix: str = ""):
+    def _cached(self, task: Task, recipe: Recipe, sets: Dict[str, Any], contents: Dict[str, Dict],
+                suffix: str) -> ProtocolRun:
+        """``contents``: each split's :func:`dataset_identity` (computed once per task: it stats every file)."""
         p, d = self.cfg.probe, self.cfg.data
         root = d.root if d.root == "synthetic" else os.path.abspath(d.root)
         feats, t0, images = {}, time.perf_counter(), 0
@@ -137,71 +195,65 @@ class ProbeRunner:
             identity = {"checkpoint": self.ckpt_id, "dataset": {
                 "name": task.name, "split": split, "root": root, "path": folder_override(d, task.name),
                 "val_fraction": vf, "val_seed": p.val_seed}}
-            if part not in self._content:  # once per task: it stats every file; the seeds share it
-                self._content[part] = dataset_identity(ds)
             feats[part], hit = cached_features(
                 self.encoder, ds, task, recipe, identity=identity, views=p.views if part.startswith("train") else 1,
                 env=self.env, dtype=self.dtype, batch_size=p.eval_batch_size, num_workers=d.num_workers,
-                cache=self.cache, label=f"{task.name}-{part}", log=self.log, content=self._content[part])
+                cache=self.cache, label=f"{task.name}-{part}", log=self.log, content=contents[part])
             if not hit and feats[part] is not None:
                 images += feats[part][0].shape[0] * feats[part][0].shape[1] * task.frames
-        info = {"extract_s": time.perf_counter() - t0, "extracted_images": images}
+        timing = {"extract_s": time.perf_counter() - t0, "extracted_images": images}
         if not self.env.is_main:  # the heads are trained on rank 0 alone; it holds every feature
-            return None, None, None, info
+            return ProtocolRun(None, None, [], timing)
         points = grid_points(p.grid.lr, p.grid.weight_decay, (recipe.lr, recipe.weight_decay))
-        runs = [("train", "test", "cached")] + ([("train_carved", "val", "cached_val")] if "val" in sets else [])
-        runs = [(a, b, name + suffix) for a, b, name in runs]
         out, t1 = [], time.perf_counter()
-        for train, ev, log_name in runs:
-            logger = self._logger(task, log_name)
+        for train, ev, name in self._fits(sets, suffix):
+            logger = self._logger(task, "cached" + name)
             try:
                 out.append(fit_grid(feats[train], {ev: feats[ev]}, task, recipe, points, device=self.env.device,
                                     logger=logger, log_every=p.log_every))
             finally:
                 logger.close()
-        info["fit_s"] = time.perf_counter() - t1
-        return out[0], (out[1] if len(out) > 1 else None), points, info
+        timing["fit_s"] = time.perf_counter() - t1
+        return ProtocolRun(out[0], out[1] if len(out) > 1 else None, points, timing)
+
+    def run_protocol(self, protocol: str, task: Task, recipe: Recipe, sets: Dict[str, Any]) -> List[ProtocolRun]:
+        """Every seed's run of ``protocol`` on ``task`` (seed k > 0 logs to ``<protocol>[_val]_seed<k>/``)."""
+        recipes = self.seed_recipes(recipe)
+        suffixes = [f"_seed{k}" if k else "" for k in range(len(recipes))]
+        if protocol == "official":
+            return [self._official(task, rec, sets, sfx) for rec, sfx in zip(recipes, suffixes)]
+        contents = {part: dataset_identity(ds) for part, ds in sets.items()}  # shared by the seeds
+        return [self._cached(task, rec, sets, contents, sfx) for rec, sfx in zip(recipes, suffixes)]
 
     # -- the run ------------------------------------------------------------------------------------------------
-    def run_task(self, task: Task):
+    def run_task(self, task: Task) -> TaskResult:
+        """Every protocol on ``task``: result rows (seeds combined), seed 0's curves and the timings (rank 0; the
+        other ranks return no rows or curves)."""
         p = self.cfg.probe
-        recipe = self.recipe(task)
-        self._content: Dict[str, Dict] = {}  # part -> dataset_identity, shared by the seeds of this task
-        sets = {"train": self.dataset(task.name, "train", 0.0), "test": self.dataset(task.name, "test", 0.0)}
-        if p.val_fraction > 0:
-            sets["train_carved"] = self.dataset(task.name, "train", p.val_fraction)
-            sets["val"] = self.dataset(task.name, "val", p.val_fraction)
+        recipe, sets = self.recipe(task), self.splits(task)
         self.log(f"{task.name}: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()) + " samples; "
                  f"{p.pooling} pooling, sensor {p.sensor}, lr {recipe.lr:g}, wd {recipe.weight_decay:g}, "
                  f"batch {p.batch_size}, {p.epochs} epochs")
-        rows, curves, timings = [], {}, {}
+        result = TaskResult()
         for protocol in self.protocols:
             t0 = time.perf_counter()
-            fn = self._official if protocol == "official" else self._cached
-            per_seed, first = [], None
-            for k, rec in enumerate(self.seed_recipes(recipe)):
-                full, sel, points, info = fn(task, rec, sets, f"_seed{k}" if k else "")
-                if full is not None:
-                    per_seed.append(result_rows(task.name, protocol, full, sel, points, p.checkpoint, self.date))
-                    first = first or (full, sel, info)
-            timings[protocol] = {"wall_s": time.perf_counter() - t0, **(first[2] if first else info)}
-            if first is None:
+            runs = self.run_protocol(protocol, task, recipe, sets)
+            done = [r for r in runs if r.full is not None]
+            result.timings[protocol] = {"wall_s": time.perf_counter() - t0,
+                                        **(done[0].timing if done else runs[-1].timing)}
+            if not done:
                 continue
-            full, sel, _ = first
-            rows += combine_seeds(per_seed)
-            curves[protocol] = {"test_acc": full.evals["test"].acc[0].tolist(),
-                                "test_loss": full.evals["test"].loss[0].tolist(),
-                                "train_loss": full.train_loss[0].tolist()}
-            if sel is not None:
-                curves[protocol]["val_acc"] = sel.evals["val"].acc[0].tolist()
+            rows = combine_seeds([result_rows(task.name, protocol, r.full, r.selection, r.points, p.checkpoint,
+                                              self.date) for r in done])
+            result.rows += rows
+            result.curves[protocol] = seed0_curves(done[0])
             self.log(f"{task.name} {protocol}: " + ", ".join(
                 f"{r['rule']} {r['accuracy']:.2f}%" + (f" ± {r['accuracy_std']:.2f}" if "n_seeds" in r else "")
-                for r in rows if r["protocol"] == protocol)
-                     + f" ({timings[protocol]['wall_s']:.1f} s)")
+                for r in rows) + f" ({result.timings[protocol]['wall_s']:.1f} s)")
         skipped = self.report_skipped(task, sets)
         if skipped:
-            timings["skipped_samples"] = skipped
-        return rows, curves, timings
+            result.timings["skipped_samples"] = skipped
+        return result
 
     def report_skipped(self, task: Task, sets: Dict[str, Any]) -> Dict[str, int]:
         """``data.on_error=skip``: print which samples of each split were unreadable (every rank's), and return
@@ -224,8 +276,9 @@ class ProbeRunner:
                  f"{self.env.world_size} process(es) on {self.env.device}, {self.dtype}")
         rows, curves, timings = [], {}, {}
         for task in self.tasks:
-            r, curves[task.name], timings[task.name] = self.run_task(task)
-            rows += r
+            result = self.run_task(task)
+            rows += result.rows
+            curves[task.name], timings[task.name] = result.curves, result.timings
         if self.env.is_main:
             write_results(self.out, rows, {"date": self.date, "checkpoint": self.cfg.probe.checkpoint,
                                            "provenance": provenance(),
