@@ -439,3 +439,25 @@ def test_several_seeds_report_mean_and_std_and_share_unaugmented_features(tmp_pa
     assert len(set(three[1]["accuracies"])) > 1  # the seeds differ
     assert "± " in (tmp_path / "three" / "results.md").read_text()
     assert (tmp_path / "three" / "of2" / "cached_seed2").is_dir()
+
+
+def test_runner_returns_named_results_and_keeps_no_state_between_calls(tmp_path):
+    base = ["probe.tasks=[of2]", "probe.protocol=cached", "probe.checkpoint=random:tiny", "probe.epochs=2",
+            "probe.batch_size=8", "probe.val_fraction=0.25", "probe.seeds=2", "data.root=synthetic",
+            "data.num_workers=0", "data.synthetic.probe_samples=16", "probe.grid.lr=[1e-2]",
+            "probe.grid.weight_decay=[0.0]", f"probe.cache_dir={tmp_path / 'cache'}", f"run.output_dir={tmp_path}"]
+    runner = ProbeRunner(load_config(ProbeConfig, [], base), CPU)
+    task = runner.tasks[0]
+    before = dict(vars(runner))
+    runs = runner.run_protocol("cached", task, runner.recipe(task), runner.splits(task))
+    assert vars(runner) == before  # nothing handed from one call to the next through the instance
+    assert [type(r) for r in runs] == [runner_mod.ProtocolRun] * 2
+    for r in runs:
+        assert set(r.full.evals) == {"test"} and set(r.selection.evals) == {"val"}
+        assert r.points[0] == (runner.recipe(task).lr, runner.recipe(task).weight_decay)
+        assert set(r.timing) == {"extract_s", "extracted_images", "fit_s"}
+    assert not torch.equal(runs[0].full.train_loss, runs[1].full.train_loss)  # the two seeds differ
+    result = runner.run_task(task)
+    assert isinstance(result, runner_mod.TaskResult) and vars(runner) == before
+    assert [r["rule"] for r in result.rows] == ["paper", "last", "val"] and result.rows[0]["n_seeds"] == 2
+    assert result.curves["cached"]["train_loss"] == runs[0].full.train_loss[0].tolist()
