@@ -5,9 +5,8 @@ and ``checkpoint-<epoch>.pth`` (written after a finished epoch, the original's n
 every epoch's file -- tens of GB for ViT-L/14 over 20 epochs -- so only the newest ``keep_last`` epoch files and every
 ``keep_every``-th are kept (:func:`prune_epoch_checkpoints`). All are written atomically (temp file + rename), and
 older epoch files are deleted only after the new one is in place, so a crash or a non-finite loss never damages the
-last good file. The content is
-our checkpoint format (docs/design.md) plus the training state: optimizer, scaler, global step, data position
-(epoch + step within the epoch) and the RNG states of every rank -- all loadable with
+last good file. The content is our checkpoint format (docs/design.md) plus the training state: optimizer, scaler,
+global step, data position (epoch + step within the epoch) and the RNG states of every rank -- all loadable with
 ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations

@@ -108,7 +108,7 @@ class Trainer:
             raise FileNotFoundError(f"rank {self.env.rank}: rank 0 resumes from {path}, which this process cannot "
                                     f"read; run.output_dir must be on storage every node shares")
         if path is None:
-            self.rewind_log(0)  # resume=auto, no checkpoint yet: drop the records of a run killed before its first save
+            self.rewind_log(0)  # (resume=auto before any checkpoint: the records of a run killed before its first save)
             return
         ckpt = load_training_checkpoint(path, self.kind, self.arch.to_dict())
         pos = ckpt["data_state"]
