@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..api import load_model
+from ..checkpoint import load_model
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
 from ..engine.step import resolve_precision
