@@ -12,16 +12,20 @@ How to add a format (e.g. ``foo``):
    (the tensors unwrapped from a ``"model"`` / ``"state_dict"`` entry) or ``f.given`` / ``f.path``, and never
    raises for a file of another format; optionally a ``read_file(f) -> (content, report or None)``; and a
    ``build(loaded, what, config, inflate, merge_lora) -> (module, ConversionReport)`` that makes ``what``
-   (``"model"`` -> AnyTouchModel, ``"encoder"`` -> TouchEncoder, ``"mae"`` -> TouchMAE; raise ValueError for one
-   it cannot make) and loads it strictly (``common.load_assign``).
+   (``"model"`` -> the full model, an AnyTouchModel for the AnyTouch layouts; ``"encoder"`` -> the touch encoder;
+   ``"mae"`` -> TouchMAE, for the training initialisations; raise ValueError naming the file for one it cannot
+   make) and loads it strictly (``common.load_assign``). The three functions may be one-line lambdas in the entry.
 2. Add one :class:`Format` entry to :data:`FORMATS` below, before any entry whose ``detect`` would also accept
-   your files; give ``kind`` (stage1 / stage2 / clip) and, if the file stores its architecture, ``arch``; list the
-   weights file names a checkpoint folder of yours holds in ``folder_files``, and any class the weights-only
-   unpickler must accept in ``allow`` (keep it to plain data classes).
-3. Add a tiny file of the format to ``tests/test_checkpoint_formats.py``'s fixtures: the test there checks that
-   exactly one registered ``detect`` accepts each fixture, and that it loads.
+   your files. Give ``kind``: ``"stage1"``, ``"stage2"`` or ``"clip"`` (training takes a ``"stage1"`` file as the
+   stage-2 touch branch and refuses a ``"clip"`` file as model.checkpoint); ``arch`` if the file stores its
+   architecture; in ``folder_files`` the weights file names a checkpoint folder of yours holds; in ``allow`` any
+   class the weights-only unpickler must accept (plain data classes only).
+3. Test it: write a tiny file of the format in ``tests/checkpoint_fixtures.write_every_format`` and name its
+   expected format and kind in ``EXPECTED`` of ``tests/test_checkpoint_formats.py``, which checks that exactly one
+   registered ``detect`` accepts each fixture and that every registered format has a fixture.
 
-Nothing outside ``anytouch/checkpoint/`` needs to change.
+No code outside ``anytouch/checkpoint/`` changes: ``load_model``, ``load_encoder``, the training initialisations,
+the probes and the command line all read files through :func:`anytouch.checkpoint.read_checkpoint`.
 """
 from __future__ import annotations
 
