@@ -114,7 +114,7 @@ def _probe(s: QuickstartSettings, out: Path, device: str, checkpoints: Dict[str,
 def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path]) -> Dict[str, object]:
     import torch
 
-    from .api import load_model
+    from .checkpoint import load_model
     from .data import build_dataset
     from .viz import collect_embeddings, mae_grid, plot_curves, synthetic_sensor_set
 

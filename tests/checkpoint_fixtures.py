@@ -9,9 +9,12 @@ import math
 from collections import OrderedDict
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from anytouch.checkpoint import ours
+from anytouch.models import AnyTouchModel
 from anytouch.models.config import get_arch
 
 TINY = get_arch("tiny")
@@ -147,6 +150,35 @@ def save_original(path: Path, sd) -> Path:
                 "epoch": 19, "scaler": {"scale": 65536.0, "growth_factor": 2.0},
                 "args": argparse.Namespace(batch_size=64, lr=1e-4, use_same_patchemb=True)}, path)
     return path
+
+
+def write_every_format(root: Path) -> dict:
+    """One tiny checkpoint per supported format, written to ``root`` the way users get them: name -> path.
+
+    Skips the calling test when transformers or open_clip (which write the CLIP files) is missing.
+    """
+    transformers = pytest.importorskip("transformers")
+    cfg = {k: v for k, v in clip_config_dict().items() if k not in ("architectures", "model_type")}
+    torch.manual_seed(0)
+    hf = transformers.CLIPModel(transformers.CLIPConfig(**cfg))
+    hf.save_pretrained(root / "hf_folder")  # config.json + model.safetensors
+    torch.save(hf.state_dict(), root / "pytorch_model.bin")
+    model = AnyTouchModel(TINY).eval()
+    out = {
+        "hf_folder": root / "hf_folder",
+        "hf_bin": root / "pytorch_model.bin",
+        "ours_pt": ours.save_checkpoint(root / "ours.pt", model, {"seed": 0}),
+        "original_stage1": save_original(root / "s1.pth", make_state_dict(stage1_layout())),
+        "original_stage2": save_original(root / "s2.pth", make_state_dict(stage2_layout())),
+    }
+    out["ours_st"] = ours.export_safetensors(out["ours_pt"], root / "ours.safetensors")
+    open_clip = pytest.importorskip("open_clip")
+    oc = open_clip.model.CLIP(
+        embed_dim=32, vision_cfg=dict(image_size=56, layers=2, width=64, head_width=32, mlp_ratio=2.0, patch_size=14),
+        text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2, mlp_ratio=2.0))
+    torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in oc.state_dict().items()}}, root / "oc.pt")
+    out["open_clip"] = root / "oc.pt"
+    return out
 
 
 def reference_touch_feature(sd, img, sensor_slot, arch=TINY, prefix=""):

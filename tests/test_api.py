@@ -5,10 +5,9 @@ import sys
 
 import pytest
 import torch
-from checkpoint_fixtures import TINY, clip_config_dict, make_state_dict, save_original, stage1_layout, stage2_layout
+from checkpoint_fixtures import TINY, clip_config_dict, write_every_format
 
 import anytouch
-from anytouch.checkpoint import ours
 from anytouch.checkpoint.io import save_safetensors
 from anytouch.models import AnyTouchModel, TouchEncoder
 
@@ -18,28 +17,7 @@ transformers = pytest.importorskip("transformers")
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """One tiny checkpoint per supported format, all written to disk the way users get them."""
-    root = tmp_path_factory.mktemp("formats")
-    cfg = {k: v for k, v in clip_config_dict().items() if k not in ("architectures", "model_type")}
-    torch.manual_seed(0)
-    hf = transformers.CLIPModel(transformers.CLIPConfig(**cfg))
-    hf.save_pretrained(root / "hf_folder")  # config.json + model.safetensors
-    torch.save(hf.state_dict(), root / "pytorch_model.bin")
-    model = AnyTouchModel(TINY).eval()
-    out = {
-        "hf_folder": root / "hf_folder",
-        "hf_bin": root / "pytorch_model.bin",
-        "ours_pt": ours.save_checkpoint(root / "ours.pt", model, {"seed": 0}),
-        "original_stage1": save_original(root / "s1.pth", make_state_dict(stage1_layout())),
-        "original_stage2": save_original(root / "s2.pth", make_state_dict(stage2_layout())),
-    }
-    out["ours_st"] = ours.export_safetensors(out["ours_pt"], root / "ours.safetensors")
-    open_clip = pytest.importorskip("open_clip")
-    oc = open_clip.model.CLIP(
-        embed_dim=32, vision_cfg=dict(image_size=56, layers=2, width=64, head_width=32, mlp_ratio=2.0, patch_size=14),
-        text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2, mlp_ratio=2.0))
-    torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in oc.state_dict().items()}}, root / "oc.pt")
-    out["open_clip"] = root / "oc.pt"
-    return out
+    return write_every_format(tmp_path_factory.mktemp("formats"))
 
 
 @pytest.mark.parametrize("name, fmt, towers", [

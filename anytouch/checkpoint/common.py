@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
 import torch
 import torch.nn as nn
 
+from ..models.config import ARCH_PRESETS, ArchConfig, get_arch
+
 M = TypeVar("M", bound=nn.Module)
 
 __all__ = [
-    "CheckpointMismatchError", "ConversionReport", "check_state_dict", "fill_fresh", "layer_indices", "on_meta",
-    "load_assign",
+    "CheckpointMismatchError", "ConversionReport", "ConfigLike", "check_state_dict", "explicit_arch", "fill_fresh",
+    "layer_indices", "on_meta", "load_assign",
 ]
+
+# ``config=`` of the loaders: an ArchConfig, a preset name, an ArchConfig dict, or a CLIP config.json (or its folder)
+ConfigLike = Union[None, str, Path, ArchConfig, Mapping[str, Any]]
 
 log = logging.getLogger("anytouch.checkpoint")
 
@@ -69,6 +75,13 @@ class ConversionReport:
 
     def log(self) -> None:
         log.info("%s", self.summary())
+
+
+def explicit_arch(config: ConfigLike) -> Optional[ArchConfig]:
+    """An ArchConfig / dict / preset name is used as is; ``None`` or a path (a CLIP config.json) gives None."""
+    if isinstance(config, (ArchConfig, Mapping)) or (isinstance(config, str) and config in ARCH_PRESETS):
+        return get_arch(config)
+    return None
 
 
 def layer_indices(keys, prefix: str) -> List[int]:

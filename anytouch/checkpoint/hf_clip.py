@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
+import torch.nn as nn
 
-from ..models.config import ArchConfig, TextCfg, TowerCfg, get_arch
-from .common import CheckpointMismatchError, ConversionReport, check_state_dict, fill_fresh, layer_indices
-from .io import safe_load
+from ..models import AnyTouchModel, TouchEncoder, TouchMAE
+from ..models.config import ArchConfig, TextCfg, TowerCfg, arch_from_hf_config, get_arch
+from .common import (CheckpointMismatchError, ConfigLike, ConversionReport, check_state_dict, explicit_arch,
+                     fill_fresh, layer_indices, load_assign)
+from .files import LoadedCheckpoint
 
 __all__ = [
     "detect",
-    "find_weights",
-    "load_hf_clip",
+    "build",
     "vision_to_tower",
     "text_to_tower",
     "hf_to_stage1",
@@ -74,33 +76,6 @@ _TEXT_KEYS = re.compile(r"^(text_model\.|text_projection\.)")
 def detect(state_dict: Mapping[str, object]) -> bool:
     """True for a plain (not PEFT-wrapped) HF CLIP state dict."""
     return TELLTALE in state_dict and "vision_model.embeddings.patch_embedding.weight" in state_dict
-
-
-def find_weights(path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
-    """Resolve a CLIP folder or weights file to ``(weights file, config.json or None)``.
-
-    A folder must hold ``model.safetensors`` (preferred) or ``pytorch_model.bin``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        for name in ("model.safetensors", "pytorch_model.bin"):
-            if (path / name).is_file():
-                cfg = path / "config.json"
-                return path / name, cfg if cfg.is_file() else None
-        raise FileNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin in this CLIP folder")
-    if not path.is_file():
-        raise FileNotFoundError(f"CLIP weights not found: {path}")
-    cfg = path.parent / "config.json"
-    return path, cfg if cfg.is_file() else None
-
-
-def load_hf_clip(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], Optional[Path]]:
-    """Load an HF CLIP state dict (weights-only) from a folder or file; returns ``(state_dict, config path)``."""
-    weights, cfg = find_weights(path)
-    sd = safe_load(weights)
-    if not detect(sd):
-        raise ValueError(f"{weights} is not a Hugging Face CLIP state dict (no {TELLTALE!r} key)")
-    return sd, cfg
 
 
 def _rename(key: str, table) -> Optional[str]:
@@ -289,3 +264,47 @@ def arch_from_hf_state_dict(sd: Mapping[str, torch.Tensor], base: Union[str, Arc
     proj = int(sd["visual_projection.weight"].shape[0])
     return dataclasses.replace(b, name="hf-clip", projection_dim=proj, touch=vision, vision=dataclasses.replace(vision),
                                text=text)
+
+
+# -- the format-registry builder (anytouch.checkpoint.formats), shared by hf_clip and open_clip ---------------------
+_HF_FOLDER_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _arch(sd: Mapping[str, torch.Tensor], config: ConfigLike, weights: Path) -> ArchConfig:
+    arch = explicit_arch(config)
+    if arch is not None:
+        return arch
+    if config is not None:
+        return arch_from_hf_config(config)
+    if (weights.parent / "config.json").is_file() and weights.name in _HF_FOLDER_FILES:
+        return arch_from_hf_config(weights.parent)  # the HF folder layout: its config.json describes these weights
+    return arch_from_hf_state_dict(sd)
+
+
+def build(loaded: LoadedCheckpoint, what: str, config: ConfigLike, inflate: str,
+          merge_lora: bool) -> Tuple[nn.Module, ConversionReport]:
+    """The CLIP-initialised ``what``: ``"mae"`` / ``"encoder"`` as for stage 1 (:func:`hf_to_stage1`), ``"model"``
+    the stage-2 model (:func:`hf_to_stage2`); fresh parts take the global RNG. ``merge_lora`` does not apply (the
+    LoRA starts fresh). The report of a conversion done while reading (open_clip) is prepended."""
+    sd, weights, src = loaded.content, loaded.weights, str(loaded.weights)
+    arch = _arch(sd, config, weights)
+    if what == "encoder":
+        enc = TouchEncoder(arch)
+        target = {"encoder." + k: v for k, v in enc.state_dict().items()}
+        conv, report = hf_to_stage1(sd, target, src, inflate=inflate)
+        model = load_assign(enc, {k[len("encoder."):]: v for k, v in conv.items()}, src)
+    elif what == "mae":
+        model = TouchMAE(arch)
+        conv, report = hf_to_stage1(sd, model.state_dict(), src, inflate=inflate)
+        load_assign(model, conv, src)
+    elif what == "model":
+        model = AnyTouchModel(arch, towers=True)
+        conv, report = hf_to_stage2(sd, model.state_dict(), src, inflate=inflate, logit_scale=arch.logit_scale_init)
+        load_assign(model, conv, src)
+    else:
+        raise ValueError(f"what={what!r}; expected 'model', 'encoder' or 'mae'")
+    pre = loaded.report
+    if pre is not None:
+        report.format = pre.format
+        report.ignored[:0], report.notes[:0] = pre.ignored, pre.notes
+    return model, report

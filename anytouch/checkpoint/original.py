@@ -25,14 +25,18 @@ from collections import OrderedDict
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
+import torch.nn as nn
 
-from ..models.config import ARCH_PRESETS, ArchConfig, DecoderCfg, arch_from_hf_config, get_arch
-from .common import CheckpointMismatchError, ConversionReport, check_state_dict, layer_indices
+from ..models import AnyTouchModel, TouchEncoder, TouchMAE
+from ..models.config import ArchConfig, DecoderCfg, arch_from_hf_config, get_arch
+from .common import (CheckpointMismatchError, ConfigLike, ConversionReport, check_state_dict, explicit_arch,
+                     layer_indices, load_assign, on_meta)
+from .files import LoadedCheckpoint
 from .hf_clip import POSITION_IDS_REASON, TEXT_TABLE, VISION_TABLE, text_from_shapes, tower_from_shapes
 
 __all__ = [
     "detect_stage1", "detect_stage2", "unwrap_container", "from_original", "merge_peft_vision",
-    "arch_from_original", "to_original_stage1", "to_original_stage2", "STAGE1_TABLE", "DECODER_BLOCK_TABLE",
+    "arch_from_original", "build", "to_original_stage1", "to_original_stage2", "STAGE1_TABLE", "DECODER_BLOCK_TABLE",
 ]
 
 S2 = "touch_mae_model."
@@ -246,8 +250,9 @@ def arch_from_original(sd: Mapping[str, torch.Tensor], config: Union[None, str, 
     width / depth / MLP width from its tensors with 16 heads (spec 1.1; not stored), LoRA alpha = rank (spec 2.2).
     ``towers=False`` skips inferring the vision/text towers of a stage-2 file (when only the touch model is built).
     """
-    if isinstance(config, (ArchConfig, Mapping)) or (isinstance(config, str) and config in ARCH_PRESETS):
-        return get_arch(config)
+    arch = explicit_arch(config)
+    if arch is not None:
+        return arch
     p = S2 if detect_stage2(sd) else ""
     base = get_arch("anytouch-l14")
     touch = base.touch  # replaced by the config's towers below
@@ -278,6 +283,31 @@ def arch_from_original(sd: Mapping[str, torch.Tensor], config: Union[None, str, 
     if config is not None:
         arch = arch_from_hf_config(config, base=arch)
     return arch
+
+
+def build(loaded: LoadedCheckpoint, what: str, config: ConfigLike, inflate: str,
+          merge_lora: bool) -> Tuple[nn.Module, ConversionReport]:
+    """The format-registry builder: ``what`` (``"model"``, ``"encoder"`` or ``"mae"``) from an original file whose
+    architecture comes from ``config`` or the tensors (:func:`arch_from_original`); ``inflate`` does not apply."""
+    sd, src = loaded.content, str(loaded.weights)
+    stage2 = detect_stage2(sd)
+    arch = arch_from_original(sd, config, towers=stage2 and what == "model")
+    file_rank = next((int(v.shape[0]) for k, v in sd.items() if k.endswith("lora_A.default.weight")), 0)
+    if stage2 and what == "model" and file_rank and file_rank != arch.lora_rank:
+        raise CheckpointMismatchError(
+            f"{src}: the vision LoRA has rank {file_rank} in the file but the architecture says lora_rank="
+            f"{arch.lora_rank}; the merge scale alpha/r would be wrong (pass a matching config=)"
+        )
+    scale = arch.lora_alpha / arch.lora_rank if (merge_lora and file_rank) else None
+    factories = {"encoder": lambda: TouchEncoder(arch), "mae": lambda: TouchMAE(arch),
+                 "model": lambda: AnyTouchModel(arch, towers=stage2, lora=not merge_lora)}
+    if what not in factories:
+        raise ValueError(f"what={what!r}; expected one of {sorted(factories)}")
+    model = on_meta(factories[what])
+    conv, report = from_original(sd, model.state_dict(), src, lora_scale=scale)
+    if scale is not None:
+        report.notes.append(f"LoRA merge scale alpha/r = {arch.lora_alpha:g}/{arch.lora_rank}")
+    return load_assign(model, conv, src), report
 
 
 # ----------------------------------------------------------------------------------------------------- export

@@ -16,14 +16,17 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from ..models.config import ArchConfig, arch_from_dict
+from ..models import AnyTouchModel, TouchEncoder, TouchMAE
+from ..models.config import ArchConfig, arch_from_dict, arch_from_hf_config
 from ..provenance import provenance
-from .common import ConversionReport, load_assign, on_meta
-from .io import atomic_save, safe_load, safetensors_metadata, save_safetensors
+from .common import CheckpointMismatchError, ConfigLike, ConversionReport, explicit_arch, load_assign, on_meta
+from .files import CheckpointFile, LoadedCheckpoint
+from .io import atomic_save, read_safetensors, safe_load, safetensors_metadata, save_safetensors
 
 __all__ = [
     "FORMAT", "VERSION", "KINDS", "detect", "make_checkpoint", "save_checkpoint", "load_checkpoint",
     "build_model", "export_safetensors", "load_safetensors", "is_ours_safetensors",
+    "detect_file", "read_file", "build",
 ]
 
 FORMAT, VERSION, KINDS = "anytouch", 1, ("stage1", "stage2")
@@ -53,8 +56,6 @@ def _check_plain(x: Any, where: str) -> None:
 
 
 def _kind_and_state(model: nn.Module) -> Tuple[str, Dict[str, torch.Tensor], ArchConfig]:
-    from ..models import AnyTouchModel, TouchMAE
-
     if isinstance(model, AnyTouchModel):
         if not model.has_towers:  # a stage-1 model behind the stage-2 interface: save the TouchMAE
             return "stage1", model.touch.state_dict(), model.arch
@@ -119,12 +120,12 @@ def build_model(ckpt: Mapping[str, Any], what: str = "model", source: str = "<ch
     Returns:
         ``(module, report)``, the module in eval mode.
     """
-    from ..models import AnyTouchModel, TouchEncoder, TouchMAE
-
     ckpt = _validate(ckpt, source)
     arch = arch_from_dict(ckpt["arch"])
     sd = dict(ckpt["model"])
     report = ConversionReport(source, f"anytouch_{ckpt['kind']}")
+    if "step" in ckpt:
+        report.notes.append(f"saved at epoch {ckpt.get('epoch')}, step {ckpt['step']}")
     stage2 = ckpt["kind"] == "stage2"
     touch_root = "touch." if stage2 else ""
     if what == "model":
@@ -169,8 +170,6 @@ def is_ours_safetensors(path: Union[str, Path]) -> bool:
 
 def load_safetensors(path: Union[str, Path]) -> Dict[str, Any]:
     """An exported safetensors file -> a checkpoint dict (``config`` None, no training state)."""
-    from .io import read_safetensors
-
     meta = safetensors_metadata(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: safetensors metadata has format={meta.get('format')!r}, expected {FORMAT!r} "
@@ -191,3 +190,60 @@ def load_safetensors(path: Union[str, Path]) -> Dict[str, Any]:
         except json.JSONDecodeError:
             ckpt["provenance"] = {"unparsed": meta["provenance"]}
     return _validate(ckpt, str(path))
+
+
+# -- the format-registry handler (anytouch.checkpoint.formats) -----------------------------------------------------
+def detect_file(f: CheckpointFile) -> bool:
+    """An exported safetensors file (told by its header alone) or a dict with ``format == "anytouch"``."""
+    return f.metadata.get("format") == FORMAT or detect(f.obj)
+
+
+def read_file(f: CheckpointFile) -> Tuple[Dict[str, Any], None]:
+    return (load_safetensors(f.path) if f.metadata.get("format") == FORMAT else f.obj), None
+
+
+# the ArchConfig fields a CLIP config.json determines (the rest comes from a base preset, see arch_from_hf_config)
+_HF_CONFIG_FIELDS = ("projection_dim", "touch", "vision", "text")
+
+
+def _first_difference(stored: Mapping[str, Any], given: Mapping[str, Any],
+                      prefix: str = "") -> Optional[Tuple[str, Any, Any]]:
+    """``(dotted field, stored value, given value)`` of the first field where two ``ArchConfig.to_dict()`` differ."""
+    for key, a in stored.items():
+        b = given.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diff = _first_difference(a, b, f"{prefix}{key}.")
+            if diff is not None:
+                return diff
+        elif a != b:
+            return f"{prefix}{key}", a, b
+    return None
+
+
+def _check_own_arch(ckpt: Mapping[str, Any], config: ConfigLike, weights: Path) -> None:
+    """``config=`` given for our checkpoint: accept it only if it describes the architecture stored in the file.
+
+    A preset / ArchConfig / dict is compared on every field but ``name``; a CLIP config.json on the fields it
+    determines (projection size and the touch, vision and text towers).
+    """
+    stored = arch_from_dict(ckpt["arch"]).to_dict()
+    explicit = explicit_arch(config)
+    given = (explicit if explicit is not None else arch_from_hf_config(config)).to_dict()
+    fields = [k for k in stored if k != "name"] if explicit is not None else list(_HF_CONFIG_FIELDS)
+    diff = _first_difference({k: stored[k] for k in fields}, {k: given[k] for k in fields})
+    if diff is not None:
+        field, a, b = diff
+        shown = f"config={str(config)!r}" if isinstance(config, (str, Path)) else "config="
+        raise CheckpointMismatchError(
+            f"{weights} carries its own architecture ({stored['name']!r}) and {shown} does not match it: {field} is "
+            f"{a!r} in the checkpoint but {b!r} in the config; leave config= out to use the stored architecture"
+        )
+
+
+def build(loaded: LoadedCheckpoint, what: str, config: ConfigLike, inflate: str,
+          merge_lora: bool) -> Tuple[nn.Module, ConversionReport]:
+    """The module ``what`` names, built from the architecture stored in the file (``config=`` must match it;
+    ``inflate`` and ``merge_lora`` do not apply: our files hold no CLIP kernels, and LoRA stays as saved)."""
+    if config is not None:
+        _check_own_arch(loaded.content, config, loaded.weights)
+    return build_model(loaded.content, what=what, source=str(loaded.weights))

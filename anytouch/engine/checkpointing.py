@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from ..checkpoint.io import atomic_save, safe_load
-from ..checkpoint.ours import make_checkpoint
+from ..checkpoint.ours import detect, make_checkpoint
 from .dist import DistEnv, gather_to_main
 from .rng import rng_state, set_rng_state
 
@@ -153,7 +153,7 @@ def _keep_copy(src: Path, dst: Path) -> None:
 def load_training_checkpoint(path: Union[str, Path], kind: str, arch: Dict[str, Any]) -> Dict[str, Any]:
     """Load a checkpoint to resume from and check it is a full training checkpoint of this kind and architecture."""
     ckpt = safe_load(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "anytouch":
+    if not detect(ckpt):
         raise ValueError(f"{path} is not an anytouch checkpoint (no format='anytouch' entry); to start from other "
                          f"weights use model.init=checkpoint model.checkpoint={path}")
     if ckpt.get("kind") != kind:

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..api import load_encoder
+from ..checkpoint import load_encoder
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.skip import format_skipped, skipped_report
 from ..engine.dist import DistEnv, gather_to_main, init_distributed, shutdown

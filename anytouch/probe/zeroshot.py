@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..api import load_model
+from ..checkpoint import load_model
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
 from ..engine.step import resolve_precision
@@ -107,7 +107,7 @@ def zero_shot(model: AnyTouchModel, dataset: Dataset, names: Sequence[str], *, t
 
 
 def load_probe_model(checkpoint: Optional[str], arch: Optional[str] = None, seed: int = 0) -> AnyTouchModel:
-    """A stage-2 model (eval mode) from any checkpoint :func:`anytouch.api.load_model` reads, or ``random:<preset>``."""
+    """A stage-2 model (eval mode) from any checkpoint :func:`anytouch.checkpoint.load_model` reads, or ``random:<preset>``."""
     if not checkpoint:
         raise ValueError("checkpoint is required: a stage-2 AnyTouch / CLIP checkpoint, or random:<preset> for a "
                          "smoke test")

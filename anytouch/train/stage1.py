@@ -16,9 +16,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from ..api import read_checkpoint
-from ..checkpoint import original, ours
-from ..checkpoint.hf_clip import hf_to_stage1, load_hf_clip
+from ..checkpoint import build, load_clip_weights, read_checkpoint
+from ..checkpoint.hf_clip import hf_to_stage1
 from ..data import build_pretrain_set
 from ..engine.data import build_loader
 from ..engine.dist import DistEnv
@@ -41,7 +40,7 @@ def build_model(cfg: ModelConfig, log=print) -> TouchMAE:
         if not cfg.clip_weights:
             raise ValueError("model.init=clip needs model.clip_weights (a Hugging Face CLIP folder or weights file); "
                              "use model.init=random to train from scratch")
-        sd, _ = load_hf_clip(cfg.clip_weights)
+        sd = load_clip_weights(cfg.clip_weights, "model.clip_weights")
         state, report = hf_to_stage1(sd, model.state_dict(), source=str(cfg.clip_weights), inflate=cfg.inflate)
         model.load_state_dict(state)
         log(report.summary())
@@ -57,20 +56,17 @@ def build_model(cfg: ModelConfig, log=print) -> TouchMAE:
 
 
 def _load_weights(model: TouchMAE, path: str, log) -> None:
-    """Initialise ``model`` from a stage-1/stage-2 checkpoint (ours or the original's); strict."""
-    fmt, content, weights, _ = read_checkpoint(path)
-    if fmt == "ours":
-        if content["arch"] != model.arch.to_dict():
-            raise ValueError(f"{weights} holds a '{content['arch'].get('name')}' model but model.arch="
-                             f"{model.arch.name!r}; set model.arch to the checkpoint's architecture")
-        mae, report = ours.build_model(content, what="mae", source=str(weights))
-        state = mae.state_dict()
-    elif fmt.startswith("original"):
-        state, report = original.from_original(content, model.state_dict(), str(weights))
-    else:
-        raise ValueError(f"{weights} is a {fmt} checkpoint; start from CLIP with model.init=clip "
+    """Initialise ``model`` from a stage-1/stage-2 checkpoint of any format that stores one; strict."""
+    loaded = read_checkpoint(path)
+    if loaded.kind == "clip":
+        raise ValueError(f"{loaded.weights} is a {loaded.format} checkpoint; start from CLIP with model.init=clip "
                          f"model.clip_weights={path}")
-    model.load_state_dict(state)
+    if loaded.arch is not None and loaded.arch != model.arch.to_dict():
+        raise ValueError(f"{loaded.weights} holds a '{loaded.arch.get('name')}' model but model.arch="
+                         f"{model.arch.name!r}; set model.arch to the checkpoint's architecture")
+    # a file that stores its architecture was just checked against model.arch; the others are sized by it
+    mae, report = build(loaded, "mae", None if loaded.arch is not None else model.arch)
+    model.load_state_dict(mae.state_dict())
     log(report.summary())
 
 

@@ -20,10 +20,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from ..api import read_checkpoint
-from ..checkpoint import original
-from ..checkpoint.common import check_state_dict, on_meta
-from ..checkpoint.hf_clip import hf_to_stage2, load_hf_clip
+from ..checkpoint import build, load_clip_weights, read_checkpoint
+from ..checkpoint.hf_clip import hf_to_stage2
 from ..config import to_dict
 from ..data import build_pretrain_set
 from ..data.config import DataConfig
@@ -34,7 +32,7 @@ from ..engine.rng import derive_seed
 from ..engine.schedule import replace_with_universal
 from ..engine.trainer import Trainer, launch
 from ..losses import Stage2Objective
-from ..models import AnyTouchModel, TouchMAE, get_arch
+from ..models import AnyTouchModel, get_arch
 from ..models.config import ArchConfig
 from .config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 
@@ -90,30 +88,23 @@ class Stage2Config:
 
 # -- initialisation (spec 2.5) ------------------------------------------------------------------------------------
 def load_stage1_touch(path: str, arch: ArchConfig, log: Callable[[str], None] = print) -> Dict[str, torch.Tensor]:
-    """The TouchMAE state dict (encoder + decoder) of a stage-1 checkpoint: ours (kind ``stage1``, same touch arch)
-    or an original stage-1 file. Checked against ``TouchMAE(arch)``'s keys and shapes."""
-    fmt, content, weights, _ = read_checkpoint(path)
-    target = on_meta(lambda: TouchMAE(arch)).state_dict()
-    if fmt == "ours":
-        if content["kind"] != "stage1":
-            raise ValueError(f"model.stage1_checkpoint={path} is a {content['kind']!r} checkpoint; stage 2 starts from "
-                             "a stage-1 (MAE) checkpoint")
-        ours, want = content["arch"], arch.to_dict()
-        diff = [k for k in TOUCH_ARCH_FIELDS if ours.get(k) != want[k]]
+    """The TouchMAE state dict (encoder + decoder) of a stage-1 checkpoint of any format: one that stores its
+    architecture must share the touch fields with ``arch``; others are loaded as ``TouchMAE(arch)`` (strict keys and
+    shapes)."""
+    loaded = read_checkpoint(path)
+    if loaded.kind != "stage1":
+        raise ValueError(f"model.stage1_checkpoint={path} is a {loaded.kind!r} checkpoint; stage 2 starts from a "
+                         f"stage-1 (MAE) checkpoint (this file: {loaded.format}), e.g. an anytouch stage-1 "
+                         "checkpoint or an original AnyTouch stage-1 file")
+    if loaded.arch is not None:
+        diff = [k for k in TOUCH_ARCH_FIELDS if loaded.arch.get(k) != arch.to_dict()[k]]
         if diff:
             raise ValueError(f"model.stage1_checkpoint={path} has another touch architecture than model.arch="
                              f"{arch.name!r} (differs in: {', '.join(diff)}); pick the preset stage 1 was trained with")
-        state = dict(content["model"])
-        check_state_dict(state, target, str(weights))
-        where = f"epoch {content.get('epoch')}, step {content.get('step')}" if "step" in content else "weights only"
-        log(f"touch branch from {weights} (anytouch stage-1 checkpoint, {where})")
-    elif fmt == "original_stage1":
-        state, report = original.from_original(content, target, str(weights))
-        log(report.summary())
-    else:
-        raise ValueError(f"model.stage1_checkpoint={path} is a {fmt} checkpoint; expected an anytouch stage-1 "
-                         "checkpoint or an original AnyTouch stage-1 file")
-    return state
+    # a stored architecture was just checked on the touch fields (its towers may differ from the stage-2 model's)
+    mae, report = build(loaded, "mae", None if loaded.arch is not None else arch)
+    log(f"touch branch from {loaded.weights}: {report.summary()}")
+    return mae.state_dict()
 
 
 def build_model(cfg: Stage2ModelConfig, log: Callable[[str], None] = print) -> AnyTouchModel:
@@ -127,7 +118,7 @@ def build_model(cfg: Stage2ModelConfig, log: Callable[[str], None] = print) -> A
         if not cfg.clip_weights:
             raise ValueError("model.init=clip needs model.clip_weights (a Hugging Face CLIP folder or weights file) "
                              "for the vision and text towers; use model.init=random for random towers (tests)")
-        sd, _ = load_hf_clip(cfg.clip_weights)
+        sd = load_clip_weights(cfg.clip_weights, "model.clip_weights")
         state, report = hf_to_stage2(sd, model.state_dict(), str(cfg.clip_weights), inflate=cfg.inflate,
                                      logit_scale=scale, touch_state=touch)
         model.load_state_dict(state)
