@@ -133,7 +133,7 @@ class ProbeRunner:
 
     def _cached(self, task: Task, recipe: Recipe, sets: Dict[str, Any], suffix: str = ""):
         p, d = self.cfg.probe, self.cfg.data
-        root = d.root if d.root == "synthetic" else os.path.abspath(d.root)
+        root = "synthetic" if d.source == "synthetic" else os.path.abspath(d.root)
         feats, t0, images = {}, time.perf_counter(), 0
         for part, ds in sets.items():
             split = {"train_carved": "train", "val": "val"}.get(part, part)
