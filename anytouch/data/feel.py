@@ -56,7 +56,7 @@ def read_deepdish(node):
     object of a non-dict save under ``data`` with the root attribute ``DEEPDISH_IO_UNPACK``. Objects deepdish had to
     pickle (e.g. lists of 256 items or more) raise DataError: reading them would mean unpickling untrusted data.
     """
-    import h5py
+    import h5py  # optional dependency (the "prepare" extra)
 
     if isinstance(node, h5py.Dataset):
         if _text(node.attrs.get("PSEUDOATOM", b"")) == "object":
@@ -96,7 +96,7 @@ def prepare_feel(raw: str, root: str, files: Optional[Sequence[str]] = None,
     ``touch_only`` writes only the ``touch_during`` pair the probe reads. A grasp record lacking a key raises
     DataError naming the file, record and key.
     """
-    import h5py
+    import h5py  # optional dependency (the "prepare" extra)
 
     files = files if files is not None else [os.path.join(raw, f"calandra_corl2017_{k:03d}.h5") for k in range(40)]
     files = [f for f in files if os.path.isfile(f)]
