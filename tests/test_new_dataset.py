@@ -8,12 +8,14 @@ import sys
 import pytest
 import torch
 
+from anytouch.config import ConfigError, load_config
 from anytouch.data import DataConfig, build_dataset, build_pretrain_set
 from anytouch.data import prepare as P
 from anytouch.data import registry
 from anytouch.data.synthetic import SyntheticConfig
 from anytouch.data.synthetic_tree import write_synthetic_tree
 from anytouch.data.verify import verify
+from anytouch.train.config import Stage1Config
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fixtures_probe as FP  # noqa: E402
@@ -70,3 +72,12 @@ def test_registry_refuses_unknown_and_builtin_removal():
         registry.unregister("tag")
     with pytest.raises(TypeError, match="DatasetSpec"):
         registry.register({"name": "x"})
+
+
+def test_synthetic_data_is_a_named_setting():
+    with pytest.raises(ConfigError, match="data.source=synthetic"):
+        DataConfig(root="synthetic")
+    with pytest.raises(ConfigError, match="data.source"):
+        DataConfig(source="synth")
+    cfg = load_config(Stage1Config, [], ["data=synthetic"])
+    assert (cfg.data.source, cfg.data.root) == ("synthetic", "tactile_datasets")

@@ -19,7 +19,7 @@ import numpy as np
 from .io import DataError
 
 __all__ = ["RULES", "extract_video", "read_video", "contact_scores", "select_contact", "octopi_selection",
-           "write_rows", "contact_rows", "find_files"]
+           "write_frame", "write_rows", "contact_rows", "find_files"]
 
 RULES = ("all", "diff", "top")
 

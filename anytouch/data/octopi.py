@@ -23,7 +23,8 @@ from typing import Dict, List
 from tqdm import tqdm
 
 from .base import FrameFormat, TouchDataset, parse_int, read_rows
-from .extract import RULES, contact_rows, extract_video, find_files, octopi_selection, read_video, write_frame, write_rows
+from .extract import (RULES, contact_rows, extract_video, find_files, octopi_selection, read_video, write_frame,
+                      write_rows)
 from .io import DataError
 from .spec import DatasetSpec, SyntheticTwin, loader
 from .synthetic_render import TAG_MATERIALS

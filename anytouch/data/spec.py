@@ -5,6 +5,11 @@ Each dataset module (``tag.py``, ``tacquad.py``, ..., ``probe_sets.py``, ``feel.
 its loader; :mod:`anytouch.data.catalog` lists them in one tuple and :mod:`anytouch.data.registry` registers that
 tuple. A dataset added outside the package declares a spec the same way and calls
 :func:`anytouch.data.registry.register` with it.
+
+Adding a dataset: write one module with its loader (a :class:`~anytouch.data.base.TouchDataset` subclass, or a
+probe builder), optionally its tree writer and ``prepare`` step, and its ``SPEC``; add a
+``datasets/<name>/README.md``; then add ``SPEC`` to ``catalog.SPECS`` (a package dataset) or call ``register(SPEC)``
+(your own). ``tests/example_source/pokes.py`` is a complete example, exercised by ``tests/test_new_dataset.py``.
 """
 from __future__ import annotations
 
