@@ -121,7 +121,7 @@ def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path]) -> Dict[
     pics = out / "pictures"
     model = load_model(ckpts["stage 2"])
     size = model.encoder.image_size
-    clips = build_dataset("tacquad", root="synthetic", clip="video", stage=1, train=False, image_size=size,
+    clips = build_dataset("tacquad", synthetic=True, clip="video", stage=1, train=False, image_size=size,
                           num_samples=6, seed=1)
     items = [clips[i] for i in range(len(clips))]
     mae_grid(model, torch.stack([it["touch"] for it in items]), [it["sensor"] for it in items],

@@ -56,7 +56,8 @@ def main():
         common = [
             f"probe.tasks=[{args.task}]", f"probe.checkpoint={checkpoint}", f"probe.epochs={args.epochs}",
             f"probe.batch_size={args.batch_size}", f"probe.eval_batch_size={args.eval_batch_size}",
-            "probe.val_fraction=0", f"probe.cache_dir={tmp}/cache", f"data.root={args.data_root}",
+            "probe.val_fraction=0", f"probe.cache_dir={tmp}/cache",
+            "data.source=synthetic" if args.data_root == "synthetic" else f"data.root={args.data_root}",
             f"data.num_workers={args.num_workers}", f"data.synthetic.num_samples={args.samples}",
         ]
         t0 = time.perf_counter()

@@ -14,7 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from anytouch.data import (DATASETS, CrossSensorDataset, DataConfig, DataError, SkipErrors, build_dataset,
-                           build_pretrain_set, register_dataset, skipped_report)
+                           build_pretrain_set, register, skipped_report)
+from anytouch.data import build as build_module
+from anytouch.data.spec import DatasetSpec
 from anytouch.data.skip import format_skipped
 from anytouch.tokenizer import tokenize
 
@@ -351,18 +353,20 @@ def test_data_config_keys_checked_at_load():
 def test_registry_and_synthetic_dispatch(root, monkeypatch):
     assert {"tacquad", "tag", "visgel", "cloth", "tvl", "ssvtp", "ycb_slide", "of_real", "octopi"} <= set(DATASETS)
     with pytest.raises(ValueError, match="already registered"):
-        register_dataset("tag", lambda **kw: None)
+        register(DATASETS["tag"])
     with pytest.raises(ValueError, match="unknown dataset 'tga'"):
         build_dataset("tga", root=root)
+    with pytest.raises(ValueError, match="synthetic=True"):  # no magic root: the error names the setting
+        build_dataset("tag", root="synthetic")
     calls = []
-    fake = types.ModuleType("anytouch.data.synthetic")
-    fake.build_synthetic = lambda name, split="train", **kw: (calls.append((name, split, kw))
-                                                              or _Frames([0, 0, 1], [3, 1, 4]))
-    monkeypatch.setitem(sys.modules, "anytouch.data.synthetic", fake)
-    ds = build_dataset("tacquad", split="train", root="synthetic", clip="cross_image", image_size=8)
-    assert calls == [("tacquad", "train", {"clip": "cross_image", "image_size": 8})]
+    monkeypatch.setattr(build_module, "build_synthetic", lambda name, split="train", **kw: (
+        calls.append((name, split, kw)) or _Frames([0, 0, 1], [3, 1, 4])))
+    ds = build_dataset("tacquad", split="train", synthetic=True, clip="cross_image", image_size=8)
+    assert calls == [("tacquad", "train", {"synthetic": None, "clip": "cross_image", "image_size": 8})]
     assert isinstance(ds, CrossSensorDataset)
-    monkeypatch.setitem(DATASETS, "my_probe", lambda split, root, **kw: ("built", split, root, kw))
+    spec = DatasetSpec("my_probe", "probe", lambda split, root, **kw: ("built", split, root, kw), dirs=("mine",),
+                       sensors=(0,))
+    monkeypatch.setitem(DATASETS, "my_probe", spec)
     assert build_dataset("my_probe", split="test", root=root, x=1) == ("built", "test", root, {"x": 1})
 
 

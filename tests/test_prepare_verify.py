@@ -10,6 +10,7 @@ import pytest
 
 from anytouch.data import DataError, build_dataset
 from anytouch.data import prepare as P
+from anytouch.data.extract import octopi_selection, read_video
 from anytouch.data.verify import format_rows, main as verify_main, verify
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -54,22 +55,89 @@ def test_extract_video_and_tag(tmp_path):
         P.extract_video(str(raw / "nope.mp4"), str(tmp_path / "x"), "{:04d}.png")
 
 
-def test_cloth_and_octopi_are_read_by_the_loaders(tmp_path):
+def test_cloth_follows_the_release_numbering(tmp_path):
     raw, root = tmp_path / "raw", tmp_path / "root"
     FP.write_video(str(raw / "cloth" / "3" / "1" / "GelSight_video.mp4"), LEVELS)
     out = P.prepare_cloth(str(raw / "cloth"), str(root))
     assert out == {"videos": 1, "frames": 7, "index_rows": 7}
-    assert _rows(root / "contact_yuan.csv")[0] == ["3/1/gelsight_frame/0000.png"]
-    assert len(build_dataset("cloth", root=str(root), clip="video", image_size=8)) == 4  # t >= 3
+    gel = root / "yuan18" / "Data_ICRA18" / "Data" / "3" / "1" / "gelsight_frame"
+    assert sorted(os.listdir(gel)) == [f"{t:04d}.png" for t in range(1, 8)]  # 0001.png = the no-contact frame
+    assert _rows(root / "contact_yuan.csv")[0] == ["3/1/gelsight_frame/0001.png"]
+    video = build_dataset("cloth", root=str(root), clip="video", image_size=8)
+    assert len(video) == 4  # t - 3 >= 1
+    assert video.entry(0)["frames"][0].endswith("0001.png")
+
+
+def _changing_frames(changes, delta=None):
+    """4x4 BGR frames; frame i changes ``changes[i - 1]`` pixels of frame i - 1 (by ``delta[i - 1]`` grey levels)."""
+    frames = [np.full((4, 4, 3), 100, np.uint8)]
+    for i, c in enumerate(changes):
+        f = frames[-1].astype(np.int32).reshape(16, 3)
+        f[:c] = (f[:c] + (delta[i] if delta else 7)) % 256
+        frames.append(f.reshape(4, 4, 3).astype(np.uint8))
+    return frames
+
+
+def test_octopi_selection_is_octopis_rule():
+    # 10 frames -> int(0.3 * 10) = 3 kept. Frame 9 changes 16 pixels by one grey level: binarised, it counts most.
+    # Frames 2, 3, 5 tie (5 pixels, frame 5 by 200 levels): the stable sort keeps the earlier two. Frame 0: never.
+    frames = _changing_frames([2, 5, 5, 1, 5, 0, 3, 3, 16], delta=[7, 7, 7, 7, 200, 7, 7, 7, 1])
+    assert octopi_selection(frames).tolist() == [2, 3, 9]
+    # scored against the previous frame, not the first: frame 7 moves 3 pixels back to the first frame's values
+    back = _changing_frames([4, 4, 0, 0, 0, 0, 0, 0, 0], delta=[5, 251, 0, 0, 0, 0, 0, 0, 0])
+    assert np.array_equal(back[2], back[0]) and octopi_selection(back).tolist() == [1, 2, 3]
+    rng = np.random.default_rng(0)
+    video = [rng.integers(0, 256, (4, 4, 3), dtype=np.uint8) for _ in range(126)]
+    assert len(octopi_selection(video)) == 37  # int(0.3 * 126), not round()
+
+
+def test_prepare_octopi_writes_octopis_layout(tmp_path):
+    raw, root = tmp_path / "raw", tmp_path / "root"
+    levels = [40 + 9 * k for k in range(20)]
+    FP.write_video(str(raw / "sponge_3.mov"), levels)
+    FP.write_video(str(raw / "sponge_1.mov"), levels[::-1])
+    FP.write_video(str(raw / "rock_2.mov"), levels[:10])  # keeps int(0.3 * 10) = 3 < 5 frames: dropped
+    out = P.prepare_octopi(str(raw), str(root))
+    assert out == {"videos": 3, "dropped": 1, "frames": 12, "index_rows": 12}
+    processed = root / "octopi" / "processed"
+    assert sorted(os.listdir(processed)) == ["physiclear_sponge_0", "physiclear_sponge_1"]  # k counts per object
+    kept = octopi_selection(read_video(str(raw / "sponge_3.mov")))
+    assert sorted(os.listdir(processed / "physiclear_sponge_1")) == [f"{i:010d}.jpg" for i in kept]
+    rows = [r[0] for r in _rows(root / "contact_octopi.csv")]
+    assert rows[:6] == [f"processed/physiclear_sponge_0/{n}" for n in sorted(os.listdir(processed /
+                                                                                       "physiclear_sponge_0"))]
+    # an original index row <x>/physiclear_<object>_<k>/<frame> resolves to the prepared folder
+    (root / "contact_octopi.csv").write_text(f"octopi/physiclear_sponge_1/{kept[0]:010d}.jpg\n")
+    assert len(build_dataset("octopi", root=str(root), clip="image", image_size=8)) == 1
+
+
+def test_octopi_keeps_our_contact_rule_by_name(tmp_path):
+    raw, root = tmp_path / "raw", tmp_path / "root"
     FP.write_video(str(raw / "octopi" / "sponge_1.mov"), LEVELS)
     FP.write_video(str(raw / "octopi" / "rock_2.mov"), LEVELS[::-1])
-    out = P.prepare_octopi(str(raw / "octopi"), str(root))
+    out = P.main(["octopi", "--raw", str(raw / "octopi"), "--root", str(root), "--rule", "top"])
     assert out["videos"] == 2 and out["frames"] == 14
     rows = [r[0] for r in _rows(root / "contact_octopi.csv")]
     # top 30 % by difference from the first frame: the two 140 frames of the press; the reversed clip starts at 40
     assert rows == ["processed/rock_2/0000000002.jpg", "processed/rock_2/0000000003.jpg",
                     "processed/sponge_1/0000000003.jpg", "processed/sponge_1/0000000004.jpg"]
     assert len(build_dataset("octopi", root=str(root), clip="video", image_size=8)) == 3  # rock_2 t=2 has no t-3
+    with pytest.raises(SystemExit):
+        P.main(["octopi", "--raw", str(raw / "octopi"), "--root", str(root), "--mode", "copy"])  # not an option
+
+
+def test_tag_lists_are_found_in_the_touch_and_go_repository(tmp_path, capsys):
+    raw, root = tmp_path / "raw", tmp_path / "root"
+    FP.write_video(str(raw / "data" / "dataset" / "20190101_000000" / "gelsight.mp4"), LEVELS)
+    with pytest.raises(DataError, match=r"not found in .*Visuo-tactile contrastive learning.*--lists"):
+        P.prepare_tag(str(raw), str(root))
+    lists = raw / "code" / "Touch-and-Go-main" / "Visuo-tactile contrastive learning" / "dataset"
+    lists.mkdir(parents=True)
+    (lists / "train.txt").write_text("20190101_000000/0000000003.jpg,4\n20190101_000000/0000000004.jpg,4")
+    (lists / "test.txt").write_text("20190101_000000/0000000005.jpg,4")
+    out = P.prepare_tag(str(raw), str(root))
+    assert out["lists"] == 2 and (root / "TAG" / "train.txt").read_text().endswith(",4")
+    assert len(build_dataset("tag_material", "train", root=str(root), image_size=8)) == 2  # no final newline
 
 
 def _grasp(name, grip, a, b):

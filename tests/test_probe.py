@@ -49,7 +49,7 @@ def encoder():
 
 
 def synthetic(name, split, n, **kw):
-    return build_dataset(name, split, root="synthetic", image_size=56, synthetic=SyntheticConfig(probe_samples=n), **kw)
+    return build_dataset(name, split, synthetic=SyntheticConfig(probe_samples=n), image_size=56, **kw)
 
 
 def recipe(**kw):
@@ -262,7 +262,7 @@ def test_probe_beats_chance_on_synthetic_data(tmp_path):
     cfg = load_config(ProbeConfig, [], [
         "probe.tasks=[of2]", "probe.protocol=cached", "probe.checkpoint=random:tiny", "probe.pooling=global",
         "probe.sensor=-1", "probe.epochs=30", "probe.batch_size=32", "probe.val_fraction=0.2", "optim.lr=0.3",
-        "optim.weight_decay=0.0", "probe.grid.lr=[0.1]", "probe.grid.weight_decay=[0.0]", "data.root=synthetic",
+        "optim.weight_decay=0.0", "probe.grid.lr=[0.1]", "probe.grid.weight_decay=[0.0]", "data.source=synthetic",
         "data.num_workers=0", "data.synthetic.probe_samples=256", f"run.output_dir={tmp_path / 'out'}",
         f"probe.cache_dir={tmp_path / 'cache'}",
     ])
@@ -423,7 +423,7 @@ def test_several_seeds_report_mean_and_std_and_share_unaugmented_features(tmp_pa
     real = cached_mod.extract_features
     monkeypatch.setattr(cached_mod, "extract_features", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     base = ["probe.tasks=[of2]", "probe.protocol=cached", "probe.checkpoint=random:tiny", "probe.epochs=3",
-            "probe.batch_size=16", "probe.val_fraction=0", "data.root=synthetic", "data.num_workers=0",
+            "probe.batch_size=16", "probe.val_fraction=0", "data.source=synthetic", "data.num_workers=0",
             "data.synthetic.probe_samples=64", "probe.grid.lr=[1e-2]", "probe.grid.weight_decay=[0.0]",
             f"probe.cache_dir={tmp_path / 'cache'}"]
     one = ProbeRunner(load_config(ProbeConfig, [], base + [f"run.output_dir={tmp_path / 'one'}"]), CPU).run()

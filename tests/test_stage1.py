@@ -91,7 +91,7 @@ def test_stage1_yaml_is_the_paper_recipe():
 @pytest.mark.parametrize("model", ["tiny", "small", "l14"])
 def test_group_files_merge(model):
     cfg = load_config(Stage1Config, [REPO / "configs" / "stage1.yaml"], [f"model={model}", "data=synthetic"])
-    assert cfg.data.root == "synthetic" and cfg.train.epochs == 20
+    assert cfg.data.source == "synthetic" and cfg.train.epochs == 20
     assert get_arch(cfg.model.arch).name == {"l14": "anytouch-l14"}.get(model, model)
     with pytest.raises(ConfigError, match="batch_size"):
         load_config(Stage1Config, [], ["train.batchsize=3"])

@@ -60,7 +60,7 @@ def test_stage2_yaml_is_the_paper_recipe_and_follows_stage1():
     s1 = load_config(Stage1Config, [REPO / "configs" / "stage1.yaml"])
     assert Path(cfg.model.stage1_checkpoint) == Path(s1.run.output_dir) / LAST
     tiny = stage2_cfg("data=synthetic")
-    assert (tiny.model.arch, tiny.model.init, tiny.data.root) == ("tiny", "random", "synthetic")
+    assert (tiny.model.arch, tiny.model.init, tiny.data.source) == ("tiny", "random", "synthetic")
 
 
 def test_build_model_from_our_and_original_stage1_checkpoints(stage1_ckpt, tmp_path):

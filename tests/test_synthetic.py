@@ -7,10 +7,10 @@ import pytest
 import torch
 from sklearn.linear_model import RidgeClassifier
 
-from anytouch.data import DataConfig, build_dataset
+from anytouch.data import PROBE_NAMES, DataConfig, build_dataset, build_pretrain_set
 from anytouch.data.config import PRETRAIN_SOURCES, SyntheticConfig
-from anytouch.data.probe_sets import HARD_MATERIALS, PROBE_NAMES
-from anytouch.data.synthetic import build_synthetic, build_synthetic_pretrain
+from anytouch.data.probe_sets import HARD_MATERIALS
+from anytouch.data.synthetic import build_synthetic
 from anytouch.data.synthetic_render import TAG_MATERIALS
 from anytouch.data.synthetic_tree import write_synthetic_tree
 from anytouch.data.verify import verify
@@ -42,7 +42,7 @@ def test_same_seed_same_tensors_other_seed_other_tensors():
 
 @pytest.mark.parametrize("name", PROBE_NAMES)
 def test_probe_contract(name):
-    ds = build_dataset(name, "test", root="synthetic", image_size=16, config=CFG)
+    ds = build_dataset(name, "test", synthetic=CFG, image_size=16)
     s = ds[0]
     assert set(s) == {"touch", "sensor", "label", "source"} and s["source"] == name
     assert s["touch"].shape == ((2, 3, 16, 16) if name == "feel" else (3, 16, 16)) and s["touch"].dtype == torch.float32
@@ -91,7 +91,7 @@ def test_pretrain_contract_and_flags(stage, clip):
 
 
 def test_cross_sensor_triplets_via_build_dataset():
-    ds = build_dataset("tacquad", root="synthetic", clip="cross_video", image_size=16, config=CFG)
+    ds = build_dataset("tacquad", synthetic=CFG, clip="cross_video", image_size=16)
     frames = build_synthetic("tacquad", clip="cross_video", synthetic=CFG)
     for i in range(6):
         s = ds[i]
@@ -101,11 +101,11 @@ def test_cross_sensor_triplets_via_build_dataset():
         assert frames.object_ids[a] == frames.object_ids[p] != frames.object_ids[n]
 
 
-def test_build_synthetic_pretrain_mixes_with_repeats(capsys):
+def test_synthetic_pretrain_set_mixes_with_repeats(capsys):
     repeats = {s: 1 for s in PRETRAIN_SOURCES}
     repeats.update(tag=2, cloth=0)
-    cfg = DataConfig(root="tactile_datasets", repeats=repeats, synthetic=CFG)
-    ds = build_synthetic_pretrain(cfg, 1, "video", 16, 16)
+    cfg = DataConfig(source="synthetic", repeats=repeats, synthetic=CFG)
+    ds = build_pretrain_set(cfg, 1, "video", 16, 16)
     assert len(ds) == CFG.num_samples * (len(PRETRAIN_SOURCES) - 3 + 2)  # ssvtp: images only; cloth off; tag x2
     assert "tag" in capsys.readouterr().out
     assert {ds[i]["source"] for i in range(0, len(ds), CFG.num_samples)} == set(PRETRAIN_SOURCES) - {"ssvtp", "cloth"}

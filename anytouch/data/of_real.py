@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 
 from .base import FrameFormat, TouchDataset, parse_int, read_rows
+from .spec import ContactIndex, DatasetSpec, SyntheticTwin, loader
+from .synthetic_render import OF_MATERIALS, render_vision
+from .tree import TreeWriter
 
 FORMAT = FrameFormat(r"(\d+)\.png", "{}.png")
 
@@ -40,3 +43,29 @@ class ObjectFolderReal(TouchDataset):
                     self.note("vision frame missing", os.path.join(tactile, row[1]))
                 text = self.text_file(f"obj_{parse_int(row[2], index, lineno, '3 (text_id)')}.pt")
             self.add(*found, sensor=2, vision=vision, text=text)
+
+
+def write_tree(w: TreeWriter) -> None:
+    """Synthetic ObjectFolder Real: GelSlim frames and camera images per object, stage-1 and stage-2 indexes."""
+    rows, text_rows = [], []
+    for k in range(w.sequences):
+        rng = w.rng("of_real", k)
+        m = OF_MATERIALS[k % len(OF_MATERIALS)]
+        scene, frames = w.sequence(rng, 2, m)
+        base = f"{k}/tactile_data/1/0"
+        for t, f in enumerate(frames):
+            w.image(f"objectfolder/real/tactile/{base}/gelsight/{t}.png", f)
+            w.image(f"objectfolder/real/tactile/{base}/vision/{t}.png", render_vision(scene, w.size, rng))
+            rows.append([f"{base}/gelsight/{t}.png"])
+            text_rows.append([f"{base}/gelsight/{t}.png", f"{base}/vision/{t}.png", k])
+        w.text(f"text/obj_{k}.pt", m, k)
+    w.lines("contact_obj.csv", rows)
+    w.lines("contact_text_obj.csv", text_rows)
+
+
+SPEC = DatasetSpec(
+    "of_real", "pretrain", loader(ObjectFolderReal), dirs=ObjectFolderReal.default_dirs, sensors=(2,),
+    modalities=("touch", "vision", "text"),
+    index_files=("contact_obj.csv", "contact_text_obj.csv", "objectfolder/real/contact_obj.csv"),
+    synthetic=SyntheticTwin(materials=(0, 2, 3, 4, 6, 16, 18)), tree=("of_real", write_tree),
+    contact_index=ContactIndex("objectfolder/real/tactile", r"\d+\.png", "contact_obj.csv"))

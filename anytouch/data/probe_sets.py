@@ -7,8 +7,8 @@ first, both frames with the same augmentation), ``sensor`` int, ``label`` int, `
 
 Beyond the original: ``split="val"`` with ``val_fraction > 0`` carves a seeded validation part out of the training
 list (:func:`carve_validation`), so a probe can select its epoch without looking at the test set (spec 5 and 7 item
-19: the original reports the best test epoch). Importing this module registers the six names with
-:func:`anytouch.data.register_dataset`.
+19: the original reports the best test epoch). ``SPECS`` declares the TAG and ObjectFolder probe sets (Feel's spec
+is in :mod:`anytouch.data.feel`).
 """
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import PROBE_NAMES
 from .io import DataError, read_image
-from .registry import register_dataset
+from .spec import DatasetSpec, ProbeTwin
+from .synthetic_render import LOOKS, OF_MATERIALS, random_scene, render_touch
 from .transforms import TouchTransform
+from .tree import TreeWriter
 
 __all__ = [
-    "PROBE_NAMES", "PROBE_DIRS", "ProbeDataset", "carve_validation", "build_tag_probe", "build_feel", "build_of_probe",
+    "SPECS", "PROBE_DIRS", "ProbeDataset", "carve_validation", "build_tag_probe", "build_feel", "build_of_probe",
     "load_feel_split", "HARD_MATERIALS",
 ]
 
@@ -325,13 +326,35 @@ def build_of_probe(version: int, split: str = "train", root: str = ".", image_si
     return ProbeDataset(items, sensor, TouchTransform(image_size, train=train, jitter=OF1_JITTER), name)
 
 
-def _register() -> None:
-    register_dataset("tag_material", partial(build_tag_probe, "material"))
-    register_dataset("tag_roughness", partial(build_tag_probe, "roughness"))
-    register_dataset("tag_hardness", partial(build_tag_probe, "hardness"))
-    register_dataset("feel", build_feel)
-    register_dataset("of1", partial(build_of_probe, 1))
-    register_dataset("of2", partial(build_of_probe, 2))
+def write_of_tree(w: TreeWriter) -> None:
+    """Synthetic ObjectFolder 1.0 / 2.0 renderings with ``obj2.0/split.json`` and ``label.json``."""
+    split, labels = {"train": [], "test": []}, {}
+    for item in list(range(1, w.sequences + 2)) + list(range(101, w.sequences + 102)):
+        rng = w.rng("of", item)
+        c = int(rng.integers(len(OF_MATERIALS)))
+        labels[str(item)] = c
+        for png in range(w.frames):
+            frame = render_touch(random_scene(rng, OF_MATERIALS[c]), LOOKS[-1], w.size, rng, [1.0])[0]
+            rel = f"obj1.0/{item}/{png}.png" if item <= 100 else f"obj2.0/touch/{item}/{png}.png"
+            w.image(rel, frame)
+            split["test" if png == w.frames - 1 else "train"].append([str(item), png])
+    os.makedirs(os.path.join(w.root, "obj2.0"), exist_ok=True)
+    for name, obj in (("split.json", split), ("label.json", labels)):
+        with open(os.path.join(w.root, "obj2.0", name), "w", encoding="utf-8") as f:
+            json.dump(obj, f)
 
 
-_register()
+def _tag_spec(task: str) -> DatasetSpec:
+    return DatasetSpec(f"tag_{task}", "probe", partial(build_tag_probe, task), dirs=(PROBE_DIRS["tag_material"],),
+                       sensors=(0,), index_files=tuple(f"TAG/{s}{'_rough' if task == 'roughness' else ''}.txt"
+                                                       for s in ("train", "test")),
+                       synthetic=ProbeTwin(f"tag_{task}"))
+
+
+def _of_spec(version: int) -> DatasetSpec:
+    return DatasetSpec(f"of{version}", "probe", partial(build_of_probe, version), dirs=(PROBE_DIRS[f"of{version}"],),
+                       sensors=(-1,), index_files=("obj2.0/split.json", "obj2.0/label.json"),
+                       synthetic=ProbeTwin("objectfolder"), tree=("objectfolder", write_of_tree))
+
+
+SPECS = (_tag_spec("material"), _tag_spec("roughness"), _tag_spec("hardness"), _of_spec(1), _of_spec(2))

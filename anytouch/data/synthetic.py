@@ -1,4 +1,5 @@
-"""Built-in synthetic equivalents of every AnyTouch dataset (``root="synthetic"``), same sample contract as real data.
+"""Built-in synthetic twins of every registered dataset (``build_dataset(name, synthetic=True)``, ``data.source:
+synthetic``), same sample contract as real data.
 
 Frames come from :mod:`anytouch.data.synthetic_render` at ``SyntheticConfig.render_size`` and then go through the
 same transforms as real data (spec 4.1: touch-train / touch-test, OF1 jitter 0.1, OF2 none, vision-train). The
@@ -6,7 +7,8 @@ rendered content of sample ``i`` (object, pose, frames, caption, label) is a pur
 i)``; the augmentation draws come from torch's global RNG, exactly as for real data, so the engine's per-(epoch,
 index) seeding makes augmented samples reproducible too, and every epoch still sees fresh augmentations.
 
-Pre-training sources (spec 4.3, 4.5) keep their sensor ids and modality availability: stage-2 samples carry a
+Each twin is read off the dataset's spec (:mod:`anytouch.data.spec`): a pre-training source's twin keeps its sensor
+ids, stride and modality availability (spec 4.3, 4.5): stage-2 samples carry a
 pseudo camera image and a caption only where the real source has them (Cloth / YCB-Slide: neither; VisGel: no text;
 Octopi: no vision; a quarter of TAG rows withhold the text like its ``test_flag``). Probe labels (spec 4.6) are
 learnable from the pixels: material <-> texture/shape, roughness <-> texture amplitude, hardness <-> contact
@@ -17,49 +19,37 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import PRETRAIN_SOURCES, DataConfig, SyntheticConfig
-from .probe_sets import HARD_MATERIALS, OF1_JITTER, PROBE_NAMES, TOUCH_JITTER, carve_validation, default_train
-from .registry import build_pretrain_set
+from .probe_sets import HARD_MATERIALS, OF1_JITTER, TOUCH_JITTER, carve_validation, default_train
+from .registry import get
+from .spec import DatasetSpec, ProbeTwin
 from .synthetic_render import (LOOKS, OF_MATERIALS, TAG_MATERIALS, caption, random_scene, render_grasp, render_touch,
                                render_vision)
 from .text import empty_text, encode_text
 from .transforms import TouchTransform, VisionTransform
 
-__all__ = ["build_synthetic", "build_synthetic_pretrain", "SYNTHETIC_NAMES", "CLIP_KINDS"]
+__all__ = ["build_synthetic", "SyntheticConfig", "CLIP_KINDS"]
 
 CLIP_KINDS = ("image", "video", "cross_image", "cross_video")
 
 
-@dataclass(frozen=True)
-class _Source:
-    sensors: Tuple[int, ...]
-    vision: bool
-    text: bool
-    materials: Tuple[int, ...] = tuple(range(20))  # indices into TAG_MATERIALS
-    stride: float = 1.0  # frame stride of clips (YCB-Slide uses 3, spec 4.4)
-    video: bool = True
-    text_withheld: float = 0.0  # fraction of samples whose text is withheld (TAG test_flag rows)
+@dataclass
+class SyntheticConfig:
+    """Built-in procedurally rendered tactile data (the ``data.synthetic`` section, used when ``data.source ==
+    "synthetic"``)."""
+
+    num_samples: int = 256  # per training set / per probe split
+    probe_samples: int = 512  # per probe split (train / test) of the synthetic probe sets
+    cross_samples: int = 32  # TacQuad anchors of the cross-sensor sets (one cross batch of the paper recipe)
+    seed: int = 0
+    render_size: int = 64  # frames are rendered at this size, then resized like real data
 
 
-SOURCES: Dict[str, _Source] = {
-    "tacquad": _Source((3, 1, 4), vision=True, text=True),
-    "of_real": _Source((2,), vision=True, text=True, materials=(0, 2, 3, 4, 6, 16, 18)),
-    "visgel": _Source((0,), vision=True, text=False),
-    "cloth": _Source((0,), vision=False, text=False, materials=(4, 7, 9, 13, 14, 19)),
-    "octopi": _Source((3,), vision=False, text=True),
-    "tag": _Source((0,), vision=True, text=True, text_withheld=0.25),
-    "ssvtp": _Source((1,), vision=True, text=True, video=False),
-    "tvl": _Source((1,), vision=True, text=True),
-    "ycb_slide": _Source((1,), vision=False, text=False, stride=3.0),
-}
-assert tuple(SOURCES) == PRETRAIN_SOURCES
-SYNTHETIC_NAMES = PRETRAIN_SOURCES + PROBE_NAMES
 OBJECTS_PER_SOURCE = 16
 _CACHE_SIZE = 2048  # rendered samples memoised per dataset object and process (~50 KB per 4-frame clip)
 
@@ -92,28 +82,30 @@ class _Synthetic(Dataset):
 class SyntheticProbe(_Synthetic):
     """A probe set (spec 4.6): ``touch`` (3,H,W) (Feel: (2,3,H,W), A then B), ``sensor``, ``label``, ``source``."""
 
-    def __init__(self, name: str, split: str, image_size: int, cfg: SyntheticConfig, train: bool,
+    def __init__(self, name: str, twin: ProbeTwin, split: str, image_size: int, cfg: SyntheticConfig, train: bool,
                  indices: Sequence[int], sensor: int):
-        super().__init__("tag" if name.startswith("tag_") else name, "train" if split == "val" else split, cfg, indices)
-        self.name, self.sensor = name, sensor
-        jitter = OF1_JITTER if name in ("of1", "of2") else TOUCH_JITTER
+        # the three TAG probes draw the same frames (one TAG twin), labelled three ways
+        key = "tag" if twin.task.startswith("tag_") else name
+        super().__init__(key, "train" if split == "val" else split, cfg, indices)
+        self.name, self.task, self.sensor = name, twin.task, sensor
+        jitter = OF1_JITTER if twin.task == "objectfolder" else TOUCH_JITTER
         self.transform = TouchTransform(image_size, train=train, jitter=jitter, antialias=True)
 
     def __getitem__(self, i: int) -> dict:
         rng = self._rng(i)
         size = self.cfg.render_size
-        if self.name == "feel":
+        if self.task == "feel":
             label = int(rng.integers(2))
             raw = render_grasp(rng, bool(label), size)  # (2, 3, R, R): A, B
         else:
-            if self.name in ("of1", "of2"):
+            if self.task == "objectfolder":
                 label = int(rng.integers(len(OF_MATERIALS)))
                 material, look = OF_MATERIALS[label], LOOKS[-1]
             else:
                 m = int(rng.integers(len(TAG_MATERIALS)))
                 material, look = TAG_MATERIALS[m], LOOKS[0]
                 label = {"tag_material": m, "tag_roughness": int(material.rough),
-                         "tag_hardness": int(m in HARD_MATERIALS)}[self.name]
+                         "tag_hardness": int(m in HARD_MATERIALS)}[self.task]
             raw = render_touch(random_scene(rng, material), look, size, rng, [float(rng.uniform(0.6, 1.0))])[0]
         touch = self.transform(torch.from_numpy(raw))
         return {"touch": touch, "sensor": self.sensor, "label": label, "source": self.name}
@@ -125,21 +117,22 @@ class SyntheticPretrain(_Synthetic):
     CrossSensorDataset` (``object_ids`` / ``sensor_ids`` attributes: with k sensors, sample i shows object
     ``(i // k) % 16`` through sensor ``i % k``, so consecutive TacQuad samples show one object through all three)."""
 
-    def __init__(self, name: str, image_size: int, cfg: SyntheticConfig, clip: str, stage: int, train: bool,
+    def __init__(self, spec: DatasetSpec, image_size: int, cfg: SyntheticConfig, clip: str, stage: int, train: bool,
                  vision_size: int, antialias: Optional[bool] = None, jitter=TOUCH_JITTER):
-        if clip in ("video", "cross_video") and not SOURCES[name].video:
+        name = spec.name
+        if clip in ("video", "cross_video") and not spec.video:
             raise ValueError(f"synthetic {name!r} has no clips (like the real {name}); use clip='image'")
-        # cross-sensor anchors come from TacQuad only; give them their own count so that one cross batch fits
-        count = cfg.cross_samples if (clip.startswith("cross") and name == "tacquad") else cfg.num_samples
+        # cross-sensor anchors get their own count so that one cross batch fits
+        count = cfg.cross_samples if (clip.startswith("cross") and spec.cross_anchor) else cfg.num_samples
         super().__init__(name, "train", cfg, range(count))
         self.name, self.clip, self.vision_size = name, clip, vision_size
         self.multimodal = stage == 2 and not clip.startswith("cross")
-        self.src = SOURCES[name]
+        self.spec, self.twin = spec, spec.synthetic
         self.num_frames = {"image": 1, "video": 4, "cross_image": 1, "cross_video": 3}[clip]
         self._cache: Dict[int, tuple] = {}
-        n, k = np.arange(count), len(self.src.sensors)
+        n, k = np.arange(count), len(spec.sensors)
         self.object_ids = (n // k) % OBJECTS_PER_SOURCE
-        self.sensor_ids = np.asarray(self.src.sensors)[n % k]
+        self.sensor_ids = np.asarray(spec.sensors)[n % k]
         if antialias is None:  # spec 4.1: no antialiasing for stage-1 video and cross video
             antialias = not (clip == "cross_video" or (clip == "video" and stage == 1))
         self.touch_tf = TouchTransform(image_size, train=train, jitter=jitter, antialias=antialias)
@@ -147,7 +140,7 @@ class SyntheticPretrain(_Synthetic):
 
     def object_scene(self, rng: np.random.Generator, obj: int):
         """Scene of object ``obj`` of this source: material and shape fixed per object, pose drawn from ``rng``."""
-        material = TAG_MATERIALS[self.src.materials[obj % len(self.src.materials)]]
+        material = TAG_MATERIALS[self.twin.materials[obj % len(self.twin.materials)]]
         shape = random_scene(np.random.default_rng(_seed(self.cfg.seed, self.name, "object", obj)), material).shape
         return random_scene(rng, material, shape=shape)
 
@@ -161,12 +154,12 @@ class SyntheticPretrain(_Synthetic):
         top = float(rng.uniform(0.6, 1.0))
         depths = [top] if self.num_frames == 1 else list(np.linspace(top * 0.3, top, self.num_frames))
         raw = render_touch(scene, LOOKS[int(self.sensor_ids[i])], self.cfg.render_size, rng, depths,
-                           stride=self.src.stride)
+                           stride=float(self.spec.stride))
         vision = text = None
         if self.multimodal:
-            if self.src.vision:
+            if "vision" in self.spec.modalities:
                 vision = render_vision(scene, self.cfg.render_size, rng)
-            if self.src.text and rng.random() >= self.src.text_withheld:
+            if "text" in self.spec.modalities and rng.random() >= self.twin.text_withheld:
                 text = caption(scene.material, int(rng.integers(4)))
         if len(self._cache) < _CACHE_SIZE:
             self._cache[i] = (raw, vision, text)
@@ -195,10 +188,11 @@ def build_synthetic(name: str, split: str = "train", image_size: int = 224, *, c
                     seed: Optional[int] = None, render_size: Optional[int] = None, vision_size: int = 224,
                     val_fraction: float = 0.0, val_seed: int = 0, sensor: Optional[int] = None,
                     antialias: Optional[bool] = None, jitter=TOUCH_JITTER, **options) -> Dataset:
-    """The synthetic equivalent of dataset ``name`` (any name of :func:`anytouch.data.build_dataset`).
+    """The synthetic twin of registered dataset ``name``, as its spec's ``synthetic`` field describes it.
 
     Args:
-        name: a pre-training source (``tacquad`` ... ``ycb_slide``) or a probe set (``tag_material`` ... ``of2``).
+        name: a pre-training source (``tacquad`` ... ``ycb_slide``) or a probe set (``tag_material`` ... ``of2``),
+            or any dataset registered with a synthetic twin.
         split: probes: ``train`` / ``val`` / ``test`` (``val`` needs ``val_fraction > 0``); pre-training: ``train``.
         image_size: side of the touch tensors; ``vision_size``: side of stage-2 camera images.
         clip: pre-training only: ``image`` (3,H,W), ``video`` (4,3,H,W), ``cross_image`` / ``cross_video``
@@ -208,12 +202,15 @@ def build_synthetic(name: str, split: str = "train", image_size: int = 224, *, c
         synthetic: the :class:`SyntheticConfig` (``config`` is accepted as another name for it); ``num_samples``,
             ``seed``, ``render_size`` override its fields.
         val_fraction, val_seed: carve a validation part out of a probe training set (:func:`carve_validation`).
-        sensor: probe sensor id (default: 0 for TAG and Feel, -1 for OF1/OF2, spec 4.6 / 7 item 21).
+        sensor: probe sensor id (default: the spec's first sensor id: 0 for TAG and Feel, -1 for OF1/OF2).
         antialias, jitter: pre-training touch transform settings (default as the real loaders, spec 4.1).
         options: ``path``, ``text_dir``, ``split_id``, ``on_error`` are accepted and have no effect here.
     Returns:
         a Dataset of dicts following the sample contract of docs/design.md.
     """
+    spec = get(name)
+    if spec.synthetic is None:
+        raise ValueError(f"dataset {name!r} declares no synthetic twin (DatasetSpec.synthetic is None)")
     unknown = sorted(set(options) - set(_IGNORED))
     if unknown:
         raise TypeError(f"build_synthetic({name!r}): unknown option(s) {unknown}")
@@ -223,29 +220,18 @@ def build_synthetic(name: str, split: str = "train", image_size: int = 224, *, c
     cfg = replace(cfg, **{k: v for k, v in dict(num_samples=num_samples, seed=seed, render_size=render_size).items()
                           if v is not None})
     train = default_train(name, split) if train is None else bool(train)
-    if name in PROBE_NAMES:
+    if isinstance(spec.synthetic, ProbeTwin):
         if split not in ("train", "val", "test"):
             raise ValueError(f"split {split!r} of synthetic {name!r}; expected 'train', 'val' or 'test'")
         indices = list(range(num_samples if num_samples is not None else cfg.probe_samples))
         if split != "test":
             indices = carve_validation(indices, split, val_fraction, val_seed)
-        if sensor is None:
-            sensor = -1 if name in ("of1", "of2") else 0
-        return SyntheticProbe(name, split, image_size, cfg, train, indices, sensor)
-    if name not in SOURCES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of: {', '.join(SYNTHETIC_NAMES)}")
+        sensor = spec.sensors[0] if sensor is None else sensor
+        return SyntheticProbe(name, spec.synthetic, split, image_size, cfg, train, indices, sensor)
     if clip not in CLIP_KINDS:
         raise ValueError(f"clip {clip!r}; expected one of {CLIP_KINDS}")
     if stage not in (1, 2):
         raise ValueError(f"stage {stage!r}; expected 1 or 2")
     if split != "train":
         raise ValueError(f"pre-training set {name!r} has only split 'train' (spec 4.1), got {split!r}")
-    return SyntheticPretrain(name, image_size, cfg, clip, stage, train, vision_size, antialias, jitter)
-
-
-def build_synthetic_pretrain(data_cfg: DataConfig, stage: int, kind: str, image_size: int,
-                             vision_size: int) -> Dataset:
-    """:func:`anytouch.data.build_pretrain_set` on the synthetic sources: the nine sources mixed with
-    ``data_cfg.repeats`` (SSVTP left out of video kinds), or cross-sensor triplets for ``cross_*`` kinds; each
-    source has ``data_cfg.synthetic.num_samples`` samples. Prints the per-source count table on rank 0."""
-    return build_pretrain_set(replace(data_cfg, root="synthetic"), stage, kind, image_size, vision_size)
+    return SyntheticPretrain(spec, image_size, cfg, clip, stage, train, vision_size, antialias, jitter)

@@ -19,6 +19,9 @@ import os
 from typing import Sequence
 
 from .base import FrameFormat, TouchDataset, parse_int, read_rows
+from .spec import DatasetSpec, SyntheticTwin, loader
+from .synthetic_render import TAG_MATERIALS, render_vision
+from .tree import TreeWriter
 
 PARTS = {"indoor": ("contact_indoor.csv", "contact_coarse.csv"), "outdoor": ("contact_outdoor.csv", "contact_out.csv")}
 # (sensor id, folder names to try, CSV column of the range start)
@@ -74,3 +77,32 @@ class TacQuad(TouchDataset):
                                 vision = None
                         self.add(found[0], found[1], sensor, vision=vision, text=text, obj=obj)
                 obj += 1
+
+
+def write_tree(w: TreeWriter) -> None:
+    """Synthetic TacQuad: each object pressed with the three sensors, camera frames, contact CSVs, text."""
+    sensors = {"gelsight": 3, "digit": 1, "duragel": 4}
+    for part in ("indoor", "outdoor"):
+        rows = []
+        for k in range(w.sequences):
+            rng = w.rng("tacquad", part, k)
+            m = TAG_MATERIALS[int(rng.integers(20))]
+            item = f"{part}_object_{k}"
+            row = [item]
+            n = w.frames + 3  # the cross-sensor loaders skip the first 3 frames of each contact range (spec 3.3)
+            for folder, sid in sensors.items():
+                scene, frames = w.sequence(rng, sid, m, n)
+                for t, f in enumerate(frames):
+                    w.image(f"tacquad/data_{part}/{item}/{folder}/{t}.png", f)
+                for j in range(2):
+                    w.image(f"tacquad/data_{part}/{item}/img_{folder}/{j}.png", render_vision(scene, w.size, rng))
+                row += [1, n - 1]
+            rows.append(row)
+            w.text(f"text_tacquad/tacquad_{part}_{k}.pt", m, k)
+        w.lines(f"tacquad/contact_{part}.csv", rows)
+
+
+SPEC = DatasetSpec(
+    "tacquad", "pretrain", loader(TacQuad), dirs=TacQuad.default_dirs, sensors=(3, 1, 4),
+    modalities=("touch", "vision", "text"), index_files=tuple(f"tacquad/{n}" for n, _ in PARTS.values()),
+    synthetic=SyntheticTwin(), tree=("tacquad", write_tree), cross_anchor=True)

@@ -23,6 +23,9 @@ from typing import Optional
 
 from .base import FileIndex, FrameFormat, TouchDataset, parse_int, read_rows
 from .io import DataError
+from .spec import DatasetSpec, SyntheticTwin, loader
+from .synthetic_render import TAG_MATERIALS, render_vision
+from .tree import TreeWriter
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
 
@@ -119,3 +122,43 @@ class SSVTP(TouchDataset):
                     vision = None
                 text = self.text_file(f"ssvtp_{fields[1]}.pt")
             self.add(tac, (name,), sensor=1, vision=vision, text=text)
+
+
+def write_tvl_tree(w: TreeWriter) -> None:
+    """Synthetic TVL-HCT: DIGIT and camera frames per session, ``contact.json`` and the stage-2 text index."""
+    paths, text_rows = [], []
+    for k in range(w.sequences):
+        rng = w.rng("tvl", k)
+        m = TAG_MATERIALS[int(rng.integers(20))]
+        scene, frames = w.sequence(rng, 1, m)
+        for t, f in enumerate(frames):
+            name = f"{k * 100 + t}-{1000 + t}.jpg"
+            w.image(f"TVL/tvl_dataset/hct/data1/sess{k}/tactile/{name}", f)
+            w.image(f"TVL/tvl_dataset/hct/data1/sess{k}/vision/{name}", render_vision(scene, w.size, rng))
+            paths.append(f"sess{k}/tactile/{name}")
+            text_rows.append([f"data1/sess{k}/tactile/{name}", k])
+        w.text(f"text/tvl_{k}.pt", m, k)
+    os.makedirs(os.path.join(w.root, "TVL/tvl_dataset/hct/data1"), exist_ok=True)
+    with open(os.path.join(w.root, "TVL/tvl_dataset/hct/data1/contact.json"), "w", encoding="utf-8") as f:
+        json.dump({"tactile": paths, "vision": [p.replace("tactile", "vision") for p in paths]}, f)
+    w.lines("contact_text_tvl.csv", text_rows)
+
+
+def write_ssvtp_tree(w: TreeWriter) -> None:
+    """Synthetic SSVTP: single tactile / camera image pairs with text."""
+    for i in range(w.sequences * 2):
+        rng = w.rng("ssvtp", i)
+        m = TAG_MATERIALS[int(rng.integers(20))]
+        scene, frames = w.sequence(rng, 1, m, n=1)
+        w.image(f"TVL/tvl_dataset/ssvtp/images_tac/image_{i}_tac.jpg", frames[0])
+        w.image(f"TVL/tvl_dataset/ssvtp/images_rgb/image_{i}_rgb.jpg", render_vision(scene, w.size, rng))
+        w.text(f"text/ssvtp_{i}.pt", m, i)
+
+
+TVL_SPEC = DatasetSpec(
+    "tvl", "pretrain", loader(TVL), dirs=TVL.default_dirs, sensors=(1,), modalities=("touch", "vision", "text"),
+    index_files=("TVL/tvl_dataset/hct/data<k>/contact.json", "contact_text_tvl.csv"), synthetic=SyntheticTwin(),
+    tree=("tvl", write_tvl_tree))
+SSVTP_SPEC = DatasetSpec(
+    "ssvtp", "pretrain", loader(SSVTP), dirs=SSVTP.default_dirs, sensors=(1,), modalities=("touch", "vision", "text"),
+    video=False, synthetic=SyntheticTwin(), tree=("ssvtp", write_ssvtp_tree))

@@ -24,15 +24,13 @@ from typing import Dict, List, Optional, Sequence, Set
 import numpy as np
 from tqdm import tqdm
 
-from . import probe_sets  # registers the probe datasets
-from .config import PRETRAIN_SOURCES
+from .build import build_dataset
 from .io import DataError, read_image
-from .registry import PRETRAIN_LOADERS, build_dataset
+from . import registry
 from .text import load_text_file
 
-__all__ = ["VERIFY_NAMES", "dataset_dirs", "verify", "format_rows", "main"]
+__all__ = ["dataset_dirs", "verify", "format_rows", "main"]
 
-VERIFY_NAMES = PRETRAIN_SOURCES + probe_sets.PROBE_NAMES
 _SKIPPED_ON_PURPOSE = "clip frames"  # stats key of entries dropped for lack of earlier clip frames (t < 3): normal
 
 
@@ -74,10 +72,9 @@ def _probe_files(name: str, root: str, row: Dict) -> Set[str]:
 
 
 def dataset_dirs(name: str) -> Sequence[str]:
-    """The folders (relative to the data root) where dataset ``name`` may live; it is absent if none exists."""
-    if name in PRETRAIN_LOADERS:
-        return PRETRAIN_LOADERS[name].default_dirs
-    return (probe_sets.PROBE_DIRS[name],)
+    """The folders (relative to the data root) where dataset ``name`` may live (its ``DatasetSpec.dirs``); it is
+    absent if none exists."""
+    return registry.get(name).dirs
 
 
 def _check(path: str) -> None:
@@ -89,7 +86,8 @@ def _check(path: str) -> None:
 
 def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[int] = None, seed: int = 0,
            progress: bool = True) -> List[Dict]:
-    """Check the datasets ``names`` (default all of ``VERIFY_NAMES``) under ``root``.
+    """Check the registered datasets ``names`` (default all) under ``root``: pre-training sources as their loaders
+    open them, probe sets by split (``DatasetSpec.kind``).
 
     Args:
         sample: decode at most this many referenced files per dataset (seeded random subset); None = all.
@@ -105,10 +103,11 @@ def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[in
     Raises:
         DataError: ``root`` is not a folder.
     """
-    names = list(VERIFY_NAMES if names is None else names)
-    unknown = sorted(set(names) - set(VERIFY_NAMES))
+    registered = registry.names()
+    names = list(registered if names is None else names)
+    unknown = sorted(set(names) - set(registered))
     if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; expected among {', '.join(VERIFY_NAMES)}")
+        raise ValueError(f"unknown dataset(s) {unknown}; expected among {', '.join(registered)}")
     if not os.path.isdir(root):
         raise DataError(f"data root not found: {os.path.abspath(root)} (expected a folder laid out like "
                         f"tactile_datasets/, see datasets/<name>/README.md)", root)
@@ -124,7 +123,7 @@ def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[in
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the loaders warn about missing files; they are counted instead
-                if name in PRETRAIN_SOURCES:
+                if registry.get(name).kind == "pretrain":
                     files = _pretrain_files(name, root, row)
                 else:
                     files = _probe_files(name, root, row)
@@ -175,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Li
     ap = argparse.ArgumentParser(prog=prog or "python -m anytouch.data.verify",
                                  description="Per dataset: samples found, missing and unreadable files.")
     ap.add_argument("--root", required=True, help="the data root (the original's tactile_datasets/)")
-    ap.add_argument("--names", help=f"comma-separated subset of: {','.join(VERIFY_NAMES)}")
+    ap.add_argument("--names", help=f"comma-separated subset of: {','.join(registry.names())}")
     ap.add_argument("--sample", type=int, help="decode at most this many files per dataset")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --sample subset")
     a = ap.parse_args(argv)

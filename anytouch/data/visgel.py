@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 
 from .base import FrameFormat, TouchDataset, read_rows
+from .spec import ContactIndex, DatasetSpec, SyntheticTwin, loader
+from .synthetic_render import TAG_MATERIALS, render_vision
+from .tree import TreeWriter
 
 FORMAT = FrameFormat(r"frame(\d{4})\.jpg", "frame{:04d}.jpg")
 
@@ -41,3 +44,23 @@ class VisGel(TouchDataset):
                     self.note("vision frame missing", vision or rel)
                     vision = None
             self.add(*found, sensor=0, vision=vision)
+
+
+def write_tree(w: TreeWriter) -> None:
+    """Synthetic VisGel: touch and camera frames per recording; the index leaves out each first frame."""
+    rows = []
+    for k in range(w.sequences):
+        rng = w.rng("visgel", k)
+        scene, frames = w.sequence(rng, 0, TAG_MATERIALS[int(rng.integers(20))])
+        for t, f in enumerate(frames):
+            w.image(f"visgel/images/touch/seen/rec{k}/frame{t:04d}.jpg", f)
+            w.image(f"visgel/images/vision/seen/rec{k}/frame{t:04d}.jpg", render_vision(scene, w.size, rng))
+            rows += [[f"seen/rec{k}/frame{t:04d}.jpg"]] if t > 0 else []
+    w.lines("contact_visgel.csv", rows)
+
+
+SPEC = DatasetSpec(
+    "visgel", "pretrain", loader(VisGel), dirs=VisGel.default_dirs, sensors=(0,), modalities=("touch", "vision"),
+    index_files=("contact_visgel.csv", "visgel/images/contact_visgel.csv"), synthetic=SyntheticTwin(),
+    tree=("visgel", write_tree),
+    contact_index=ContactIndex("visgel/images/touch", r"frame\d{4}\.jpg", "contact_visgel.csv"))

@@ -187,7 +187,7 @@ class ProbeRunner:
                 suffix: str) -> ProtocolRun:
         """``contents``: each split's :func:`dataset_identity` (computed once per task: it stats every file)."""
         p, d = self.cfg.probe, self.cfg.data
-        root = d.root if d.root == "synthetic" else os.path.abspath(d.root)
+        root = "synthetic" if d.source == "synthetic" else os.path.abspath(d.root)
         feats, t0, images = {}, time.perf_counter(), 0
         for part, ds in sets.items():
             split = {"train_carved": "train", "val": "val"}.get(part, part)

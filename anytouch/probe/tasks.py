@@ -125,10 +125,10 @@ def folder_override(data: DataConfig, name: str) -> Optional[str]:
 
 def build_split(data: DataConfig, name: str, split: str, image_size: int, **options: Any):
     """``build_dataset(name, split)`` from the ``data`` section: its root, ``on_error``, the synthetic settings
-    (``data.root == "synthetic"``) or the folder override (:func:`folder_override`); ``options`` go to the
+    (``data.source == "synthetic"``) or the folder override (:func:`folder_override`); ``options`` go to the
     builder."""
     opts = dict(image_size=image_size, on_error=data.on_error, **options)
-    if data.root == "synthetic":
+    if data.source == "synthetic":
         opts["synthetic"] = data.synthetic
     elif folder_override(data, name) is not None:
         opts["path"] = folder_override(data, name)

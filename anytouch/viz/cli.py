@@ -53,6 +53,11 @@ def add_parser(sub) -> None:
     p.set_defaults(fn=_curves)
 
 
+def _data_source(data_root: str) -> dict:
+    """``build_dataset`` keywords of ``--data-root``: a folder, or ``synthetic`` for the built-in synthetic twins."""
+    return {"synthetic": True} if data_root == "synthetic" else {"root": data_root}
+
+
 def _mae(args) -> int:
     import torch
 
@@ -62,7 +67,7 @@ def _mae(args) -> int:
 
     model = load_from_args(args, "model")
     size = model.encoder.image_size
-    ds = build_dataset(args.dataset, root=args.data_root, clip="image" if args.image else "video", stage=1,
+    ds = build_dataset(args.dataset, **_data_source(args.data_root), clip="image" if args.image else "video", stage=1,
                        train=False, image_size=size)
     items = [ds[i] for i in range(min(args.num, len(ds)))]
     touch = torch.stack([it["touch"] for it in items])
@@ -81,7 +86,8 @@ def _tsne(args) -> int:
 
     enc = load_from_args(args, "encoder")
     if args.dataset:
-        sets = [(build_dataset(name, split=args.split, root=args.data_root, image_size=enc.image_size, train=False),
+        sets = [(build_dataset(name, split=args.split, **_data_source(args.data_root), image_size=enc.image_size,
+                               train=False),
                  args.num) for name in args.dataset]
     else:
         touch, sensors, labels = synthetic_sensor_set(args.materials, args.per_sensor, image_size=enc.image_size,
