@@ -156,7 +156,7 @@ def test_zero_shot_and_retrieval_use_the_run_section():
 
 
 def test_closed_pipe_exits_quietly():
-    proc = subprocess.Popen([sys.executable, "-m", "anytouch", "train", "stage2", "--help"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "anytouch", "train", "--help"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=ROOT)
     proc.stdout.close()  # the reader is gone before anything is written (anytouch ... --help | head)
     err = proc.stderr.read().decode()
