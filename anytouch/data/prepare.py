@@ -25,7 +25,7 @@ import os
 import re
 from typing import Dict, Optional, Sequence
 
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .cloth import prepare_cloth
 from .extract import RULES, contact_rows, contact_scores, extract_video, select_contact, write_rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Sequence
 
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .registry import specs
 from .tree import TreeWriter

@@ -22,7 +22,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .build import build_dataset
 from .io import DataError, read_image

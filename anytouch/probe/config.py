@@ -54,7 +54,7 @@ class ProbeSection:
     log_every: int = 20  # steps between train_loss / lr records
 
     def __post_init__(self):
-        check_ranges("probe", self, {"epochs": ">= 1", "batch_size": ">= 1", "eval_batch_size": ">= 1",
+        check_ranges("probe", self, {"epochs": ">= 1",
                                      "val_fraction": "in [0, 1)", "seeds": ">= 1", "views": ">= 1",
                                      "log_every": ">= 1", "feel_split": ">= 0"})
 
