@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Union
 
 import torch
 
-from .api import read_checkpoint
+from .checkpoint import read_checkpoint
 from .models import as_touch_mae
 from .sensors import SENSOR_IDS, sensor_id
 
@@ -46,10 +46,10 @@ def free_slots(num_sensors: int = 10) -> List[int]:
 def recorded_slots(checkpoint: Union[str, Path]) -> List[int]:
     """The sensor slots a checkpoint records as adapted: ``config["adapt"]["slots"]`` (and the older single
     ``config["adapt"]["slot"]``) of our checkpoints, as ``anytouch adapt`` writes them; [] for other formats."""
-    fmt, content, _, _ = read_checkpoint(checkpoint)
-    if fmt != "ours":
+    loaded = read_checkpoint(checkpoint)
+    if loaded.format != "ours":
         return []
-    record = (content.get("config") or {}).get("adapt") or {}
+    record = (loaded.content.get("config") or {}).get("adapt") or {}
     return sorted(set(record.get("slots", [])) | ({record["slot"]} if "slot" in record else set()))
 
 

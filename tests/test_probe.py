@@ -443,7 +443,7 @@ def test_several_seeds_report_mean_and_std_and_share_unaugmented_features(tmp_pa
 
 def test_runner_returns_named_results_and_keeps_no_state_between_calls(tmp_path):
     base = ["probe.tasks=[of2]", "probe.protocol=cached", "probe.checkpoint=random:tiny", "probe.epochs=2",
-            "probe.batch_size=8", "probe.val_fraction=0.25", "probe.seeds=2", "data.root=synthetic",
+            "probe.batch_size=8", "probe.val_fraction=0.25", "probe.seeds=2", "data.source=synthetic",
             "data.num_workers=0", "data.synthetic.probe_samples=16", "probe.grid.lr=[1e-2]",
             "probe.grid.weight_decay=[0.0]", f"probe.cache_dir={tmp_path / 'cache'}", f"run.output_dir={tmp_path}"]
     runner = ProbeRunner(load_config(ProbeConfig, [], base), CPU)

@@ -46,8 +46,8 @@ def test_stage2_train_section_has_the_same_checks_and_valid_edges_pass():
 
 @pytest.mark.parametrize("override, expected", [
     ("probe.epochs=0", "probe.epochs=0 is out of range; expected probe.epochs >= 1"),
-    ("probe.batch_size=0", "probe.batch_size >= 1"),
-    ("probe.eval_batch_size=0", "probe.eval_batch_size >= 1"),
+    ("probe.batch_size=0", "probe.batch_size 0: a batch size must be a positive integer"),
+    ("probe.eval_batch_size=0", "probe.eval_batch_size 0: a batch size must be a positive integer"),
     ("probe.val_fraction=1", r"probe.val_fraction in \[0, 1\)"),
     ("probe.seeds=0", "probe.seeds >= 1"),
     ("probe.views=0", "probe.views >= 1"),

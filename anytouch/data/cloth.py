@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Dict
 
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .base import FrameFormat, TouchDataset, read_rows
 from .extract import contact_rows, extract_video, find_files, write_rows

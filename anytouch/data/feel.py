@@ -14,7 +14,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .extract import write_rows
 from .io import DataError

@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 from typing import Dict, List
 
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .base import FrameFormat, TouchDataset, parse_int, read_rows
 from .extract import (RULES, contact_rows, extract_video, find_files, octopi_selection, read_video, write_frame,

@@ -18,7 +18,7 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .base import FrameFormat, TouchDataset, parse_int, read_rows
 from .extract import extract_video, find_files

@@ -11,7 +11,7 @@ import re
 import shutil
 from typing import Dict
 
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .base import FrameFormat, TouchDataset
 from .io import DataError
