@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from anytouch.data.base import read_rows
@@ -42,6 +43,8 @@ def test_damaged_images_raise_data_error_in_a_subprocess(tmp_path):
     with SIGSEGV (exit -11) on each crafted PNG."""
     for name, data in _damaged_pngs().items():
         (tmp_path / f"crafted_{name}").write_bytes(data)
+    # 20,000 x 20,000 (400 Mpx) from a tiny IDAT: decoding would allocate 1.2 GB before anything was checked
+    (tmp_path / "crafted_oversized.png").write_bytes(_png(20_000, 20_000, b""))
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8))
     for fmt in ("PNG", "JPEG", "GIF", "WEBP"):
         img.save(tmp_path / f"good.{fmt.lower()}", fmt)
@@ -65,18 +68,16 @@ def test_damaged_images_raise_data_error_in_a_subprocess(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-2000:]}"
     lines = proc.stdout.splitlines()
-    assert len(lines) == 3 + 4 * 12, proc.stdout
-    crafted = [ln for ln in lines if ln.split()[1].startswith("crafted_")]
-    assert len(crafted) == 3 and all(ln.startswith("DataError") and "corrupt or truncated" in ln for ln in crafted)
+    assert len(lines) == 4 + 4 * 12, proc.stdout
+    crafted = {ln.split()[1]: ln for ln in lines if ln.split()[1].startswith("crafted_")}
+    assert len(crafted) == 4 and all(ln.startswith("DataError") for ln in crafted.values()), crafted
+    oversized = crafted.pop("crafted_oversized.png")
+    assert "(400,000,000 pixels) is larger than the reader's limit of 178,956,970" in oversized
+    assert all("corrupt or truncated" in ln for ln in crafted.values()), crafted
 
 
-def test_oversized_images_refused_from_the_header(tmp_path):
-    # 20,000 x 20,000 (400 Mpx) from a 30-byte IDAT: decoding would allocate 1.2 GB before anything was checked
-    big = tmp_path / "big.png"
-    big.write_bytes(_png(20_000, 20_000, b""))
-    with pytest.raises(DataError, match=r"400,000,000 pixels\) is larger than the reader's limit of 178,956,970") as e:
-        read_image(str(big))
-    assert e.value.path == str(big) and str(big) in str(e.value)
+def test_oversized_jpeg_refused_from_the_header(tmp_path):
+    """(A 20,000 x 20,000 PNG is in the subprocess test: decoding it used to crash the process.)"""
     # a JPEG header claiming 65,535 x 8 pixels: libjpeg's side limit, reported without a decoder backtrace
     jpg = tmp_path / "wide.jpg"
     Image.new("RGB", (16, 8)).save(jpg)
@@ -136,3 +137,22 @@ def test_non_utf8_index_files_name_file_and_line(tmp_path):
     ok.write_bytes("a,\u00e9\r\nb,2".encode())
     with open_text(str(ok), newline="") as f, open(ok, encoding="utf-8", newline="") as ref:
         assert f.read() == ref.read()
+
+
+def test_preprocess_refuses_nan_and_out_of_range_floats_in_both_paths():
+    from anytouch.preprocess import preprocess_touch, preprocess_touch_batch, preprocess_vision
+
+    frame = torch.rand(8, 8, 3)
+    nan = frame.clone()
+    nan[2, 3, 1] = float("nan")
+    for call in (lambda x: preprocess_touch(x, size=8), lambda x: preprocess_touch_batch(x[None], size=8),
+                 lambda x: preprocess_touch(x.numpy(), size=8), lambda x: preprocess_vision(x, size=8)):
+        with pytest.raises(ValueError, match="1 of 192 pixel values are NaN or infinite"):
+            call(nan)
+        with pytest.raises(ValueError, match=r"must be in \[0, 1\], got values in \[0\.\d+, 2[0-9.]+\]"):
+            call(frame * 255)  # a 0..255 float frame: clamping made ~99 % of it white
+        with pytest.raises(ValueError, match=r"got values in \[-2"):
+            call((frame - 0.5) / 0.229)  # already normalised
+        assert torch.isfinite(call(frame)).all()
+    edge = torch.tensor([0.0, 1.0, 1.001, -0.001]).repeat(48).view(8, 8, 3)  # within one grey level: clamped
+    torch.testing.assert_close(preprocess_touch(edge, size=8), preprocess_touch(edge.clamp(0, 1), size=8))
