@@ -1,5 +1,6 @@
 """Bad files that must end in a named DataError, never a crash: damaged / oversized images, truncated videos,
 non-UTF-8 index files (anytouch.data.io)."""
+import os
 import struct
 import subprocess
 import sys
@@ -11,9 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
+from torch.utils.data import DataLoader
+
+from anytouch.data import build_dataset, skipped_report
 from anytouch.data.base import read_rows
 from anytouch.data.io import DataError, _decoder_reason, open_text, read_image, read_video_frames
 from anytouch.data.probe_sets import read_tag_list
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fixtures_data as F  # noqa: E402
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -74,6 +81,20 @@ def test_damaged_images_raise_data_error_in_a_subprocess(tmp_path):
     oversized = crafted.pop("crafted_oversized.png")
     assert "(400,000,000 pixels) is larger than the reader's limit of 178,956,970" in oversized
     assert all("corrupt or truncated" in ln for ln in crafted.values()), crafted
+
+
+def test_skip_mode_skips_a_damaged_png_in_a_worker(tmp_path):
+    """Before the fix the DataLoader worker died with SIGSEGV, naming no file, even with on_error=skip."""
+    F.make_cloth(str(tmp_path))
+    ds = build_dataset("cloth", root=str(tmp_path), image_size=16, vision_size=16, train=False, clip="image",
+                       on_error="skip")
+    bad = ds.entry(1)["frames"][0]
+    with open(bad, "wb") as f:
+        f.write(_damaged_pngs()["data_check.png"])
+    batches = list(DataLoader(ds, batch_size=len(ds), num_workers=1))
+    assert sum(len(b["sensor"]) for b in batches) == len(ds)
+    report = skipped_report(ds)
+    assert [(r["index"], r["path"]) for r in report] == [(1, bad)] and "corrupt or truncated" in report[0]["reason"]
 
 
 def test_oversized_jpeg_refused_from_the_header(tmp_path):
