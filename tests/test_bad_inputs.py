@@ -142,6 +142,12 @@ def test_truncated_video_warns_or_raises_with_frame_counts(tmp_path, recwarn):
     assert e.value.path == str(cut)
     with pytest.raises(DataError, match="video file not found"):
         list(read_video_frames(str(tmp_path / "missing.avi")))
+    from anytouch.embed import iter_units
+
+    with pytest.warns(UserWarning, match=r"cut\.avi: decoded 4 of 10 frames"):
+        assert [t for _, _, t, _ in iter_units([("video", cut)], 16)] == [0, 1]  # 2 windows, and a warning
+    with pytest.raises(DataError, match=r"decoded 4 of 10 frames"):
+        list(iter_units([("video", cut)], 16, strict=True))
 
 
 def test_non_utf8_index_files_name_file_and_line(tmp_path):
