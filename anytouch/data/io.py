@@ -52,6 +52,17 @@ def _torchvision_format(head: bytes) -> bool:
     )
 
 
+def _read_bytes(path: str, what: str, expected: str = "") -> bytes:
+    """The file's bytes, or a DataError naming the file (``what`` says what it should be)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{what} not found: {path}{expected}", path) from None
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e}", path) from e
+
+
 def read_image(path: str) -> torch.Tensor:
     """Read an image file -> (3, H, W) uint8 RGB tensor (16-bit files are scaled to 8 bits).
 
@@ -59,13 +70,7 @@ def read_image(path: str) -> torch.Tensor:
         DataError: the file is missing, empty, not an image, corrupt or truncated.
     """
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise DataError(f"image file not found: {path} (expected an existing JPEG/PNG frame)", path) from None
-    except OSError as e:
-        raise DataError(f"cannot read image file {path}: {e}", path) from e
+    data = _read_bytes(path, "image file", " (expected an existing JPEG/PNG frame)")
     if not data:
         raise DataError(f"image file is empty (0 bytes): {path}; expected a JPEG/PNG frame", path)
     size = _header_size(data, path)
@@ -173,13 +178,7 @@ def open_text(path: str, what: str = "text file", newline: Optional[str] = None)
     file, line and byte (the original index files are UTF-8) instead of a bare ``UnicodeDecodeError`` mid-read.
     """
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{what} not found: {path}", path) from None
-    except OSError as e:
-        raise DataError(f"cannot read {what} {path}: {e}", path) from e
+    data = _read_bytes(path, what)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
