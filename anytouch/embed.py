@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from safetensors.numpy import save_file
 
-from .data.io import DataError, read_image
+from .data.io import DataError, read_image, read_video_frames
 from .preprocess import preprocess_touch
 from .sensors import SensorLike
 
@@ -100,30 +99,19 @@ def _walk(folder: Path, clip_folders: bool, scan: InputScan) -> None:
         _walk(sub, clip_folders, scan)
 
 
-def _video_frames(path: Path) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(f"cannot open video {path} with OpenCV (corrupt file or missing codec)", str(path))
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        cap.release()
-
-
-def _frames(kind: str, path: Path) -> Iterator[Union[np.ndarray, torch.Tensor]]:
+def _frames(kind: str, path: Path, strict: bool = False) -> Iterator[Union[np.ndarray, torch.Tensor]]:
     if kind == "video":
-        return _video_frames(path)
+        return read_video_frames(str(path), strict=strict)
     return (read_image(str(f)) for f in sorted(path.iterdir(), key=_natural_key) if f.is_file() and _is_image(f))
 
 
-def iter_units(units: Iterable[Tuple[str, Path]], image_size: int, stride: int = 1
+def iter_units(units: Iterable[Tuple[str, Path]], image_size: int, stride: int = 1, strict: bool = False
                ) -> Iterator[Tuple[str, Path, int, torch.Tensor]]:
     """Yield ``(kind, path, t, tensor)``: images as (3, S, S) with t = 0; videos / clip folders as (3, 3, S, S)
-    windows starting at frame t, every ``stride`` frames. Raises DataError for a video or folder with < 3 frames."""
+    windows starting at frame t, every ``stride`` frames. Raises DataError for a video or folder with < 3 frames.
+
+    A video that decodes fewer frames than its header promises warns ("decoded N of M frames"), or raises
+    DataError when ``strict`` (:func:`anytouch.data.io.read_video_frames`)."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     for kind, path in units:
@@ -132,7 +120,7 @@ def iter_units(units: Iterable[Tuple[str, Path]], image_size: int, stride: int =
             continue
         window: deque = deque(maxlen=CLIP_FRAMES)
         count = 0
-        for t, frame in enumerate(_frames(kind, path)):
+        for t, frame in enumerate(_frames(kind, path, strict)):
             window.append(preprocess_touch(frame, size=image_size))
             count += 1
             start = t - CLIP_FRAMES + 1
@@ -145,10 +133,13 @@ def iter_units(units: Iterable[Tuple[str, Path]], image_size: int, stride: int =
 @torch.no_grad()
 def embed_paths(encoder, paths: Sequence[Union[str, Path]], sensor: SensorLike = "universal", pooling: str = "cls",
                 batch_size: int = 32, video_mode: str = "clips", stride: int = 1, clip_folders: bool = False,
-                normalize: bool = False, dtype: Optional[torch.dtype] = None) -> Tuple[np.ndarray, List[str]]:
+                normalize: bool = False, dtype: Optional[torch.dtype] = None, strict: bool = False
+                ) -> Tuple[np.ndarray, List[str]]:
     """Embed every unit found under ``paths`` (see the module docstring). Returns (features (N, P) float32, names).
 
     ``dtype`` (e.g. ``torch.bfloat16`` on a GPU) runs the encoder under autocast; ``normalize`` L2-normalises rows.
+    ``strict``: a truncated video (fewer frames decoded than its header promises) raises DataError instead of a
+    warning.
     """
     if video_mode not in ("clips", "mean"):
         raise ValueError(f"video_mode={video_mode!r}; expected 'clips' (one row per 3-frame window) or 'mean'")
@@ -169,7 +160,7 @@ def embed_paths(encoder, paths: Sequence[Union[str, Path]], sensor: SensorLike =
         items.clear()
 
     order: Dict[Tuple[str, str], int] = {}  # input order (batches of images and clips flush out of order)
-    for kind, path, t, x in iter_units(units, encoder.image_size, stride):
+    for kind, path, t, x in iter_units(units, encoder.image_size, stride, strict=strict):
         order.setdefault((kind, str(path)), len(order))
         ndim = x.ndim + 1
         pending[ndim].append((kind, path, t, x))

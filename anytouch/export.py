@@ -5,11 +5,16 @@ clips (``input="clip"``) and ``sensor`` (B,) int64 ids (-1 = universal), and ret
 unnormalised ``cls`` (or ``global``) embedding; the batch axis is dynamic. Both formats are traced
 (``torch.jit.trace``; ONNX through the TorchScript-based exporter, ``dynamo=False``): the ``torch.export``-based
 ONNX exporter stops at the sensor-id range check in ``anytouch.sensors.sensor_tensor``, a data-dependent branch.
-The check then happens at trace time only, so the exported files index the sensor table without validating ids.
+That check runs at trace time only, so the exported graph validates ids itself, without a branch: an id outside
+-1..num_sensors-1 (what PyTorch accepts) gives a row of NaN features instead of another sensor's slot (-2 would
+index slot num_sensors-2) or an out-of-bounds gather inside onnxruntime. The input contract (pixel range, mean and
+std, size, frames, layout, valid sensor ids) is stored with each file: ONNX ``metadata_props`` and a TorchScript
+extra file ``anytouch_input.json`` (:func:`input_contract`).
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +23,43 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-__all__ = ["ExportedEncoder", "ExportCheck", "export_encoder"]
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["ExportedEncoder", "ExportCheck", "export_encoder", "input_contract"]
 
 
 class ExportedEncoder(nn.Module):
-    """``(touch, sensor ids) -> features``: the traceable face of a TouchEncoder."""
+    """``(touch, sensor ids) -> features``: the traceable face of a TouchEncoder.
+
+    Rows whose sensor id is outside -1..num_sensors-1 come out as NaN (a branch-free check that survives tracing);
+    the other rows are exactly the encoder's output.
+    """
 
     def __init__(self, encoder: nn.Module, pooling: str = "cls"):
         super().__init__()
         self.encoder, self.pooling = encoder, pooling
 
     def forward(self, touch: torch.Tensor, sensor: torch.Tensor) -> torch.Tensor:
-        return self.encoder(touch, sensor, pooling=self.pooling)
+        valid = (sensor >= -1) & (sensor < self.encoder.num_sensors)
+        feats = self.encoder(touch, torch.where(valid, sensor, torch.full_like(sensor, -1)), pooling=self.pooling)
+        return torch.where(valid.unsqueeze(1), feats, torch.full_like(feats, float("nan")))
+
+
+def input_contract(encoder: nn.Module, input: str = "image", pooling: str = "cls") -> Dict[str, str]:
+    """What an exported encoder expects and returns, as string key/values (stored in the exported files)."""
+    s, t = encoder.image_size, encoder.num_frames
+    return {
+        "anytouch.touch_layout": f"(B, 3, {s}, {s})" if input == "image" else f"(B, {t}, 3, {s}, {s})",
+        "anytouch.image_size": str(s),
+        "anytouch.num_frames": "1" if input == "image" else str(t),
+        "anytouch.preprocess": "RGB scaled to [0, 1], resized to image_size x image_size (bilinear, antialiased), "
+                               "then (x - mean) / std per channel",
+        "anytouch.mean": json.dumps(list(IMAGENET_MEAN)),
+        "anytouch.std": json.dumps(list(IMAGENET_STD)),
+        "anytouch.sensor_ids": f"int64 (B,): -1 = universal, 0..{encoder.num_sensors - 2} = sensor slots "
+                               f"({encoder.num_sensors - 1} is the universal slot too); any other id gives NaN features",
+        "anytouch.output": f"features (B, P), unnormalised {pooling} embedding",
+    }
 
 
 @dataclass
@@ -50,7 +80,7 @@ def _example(encoder, batch: int, clip: bool, seed: int, every_sensor: bool = Fa
     return torch.randn(shape, generator=g), sensor
 
 
-def _onnx(wrapper, example, path: Path, opset: int):
+def _onnx(wrapper, example, path: Path, opset: int, contract: Dict[str, str]):
     if importlib.util.find_spec("onnx") is None:  # the exporter serialises through it
         raise ImportError("ONNX export needs the onnx package: pip install onnx (or pip install -e '.[export]')")
     dyn = {"touch": {0: "batch"}, "sensor": {0: "batch"}, "features": {0: "batch"}}
@@ -58,6 +88,11 @@ def _onnx(wrapper, example, path: Path, opset: int):
         warnings.simplefilter("ignore")  # TracerWarnings about the (trace-time) input checks, deprecation notice
         torch.onnx.export(wrapper, example, str(path), input_names=["touch", "sensor"], output_names=["features"],
                           dynamic_axes=dyn, opset_version=opset, dynamo=False)
+    import onnx  # optional dependency (the export extra)
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, contract)
+    onnx.save(model, str(path))
 
 
 def _run_onnx(path: Path, touch, sensor):
@@ -81,7 +116,8 @@ def export_encoder(encoder: nn.Module, out_dir: Union[str, Path], formats: Seque
     """Export ``encoder`` (a TouchEncoder, on CPU in fp32) and check each file against PyTorch.
 
     The trace uses a batch of 2; the check runs one sample per sensor id (-1 to ``num_sensors - 2``; -1 is the
-    last slot), a batch size never traced, so it also proves the batch axis is dynamic. Returns {format: ExportCheck}; files are ``<out_dir>/<name>.onnx`` and ``<name>.torchscript.pt``.
+    last slot), a batch size never traced, so it also proves the batch axis is dynamic. Returns {format: ExportCheck};
+    files are ``<out_dir>/<name>.onnx`` and ``<name>.torchscript.pt``, each carrying :func:`input_contract`.
     """
     if input not in ("image", "clip"):
         raise ValueError(f"input={input!r}; expected 'image' or 'clip'")
@@ -95,10 +131,11 @@ def export_encoder(encoder: nn.Module, out_dir: Union[str, Path], formats: Seque
     example = _example(encoder, 2, input == "clip", seed)
     touch, sensor = _example(encoder, 0, input == "clip", seed + 1, every_sensor=True)
     ref = wrapper(touch, sensor)
+    contract = input_contract(encoder, input, pooling)
     checks: Dict[str, ExportCheck] = {}
     if "onnx" in formats:
         path = out_dir / f"{name}.onnx"
-        _onnx(wrapper, example, path, opset)
+        _onnx(wrapper, example, path, opset, contract)
         out, how = _run_onnx(path, touch, sensor)
         diff = None if out is None else float((out - ref).abs().max())
         checks["onnx"] = ExportCheck("onnx", path, diff, how)
@@ -107,7 +144,7 @@ def export_encoder(encoder: nn.Module, out_dir: Union[str, Path], formats: Seque
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about the trace-time input checks
             traced = torch.jit.trace(wrapper, example, check_trace=False)
-        traced.save(str(path))
+        traced.save(str(path), _extra_files={"anytouch_input.json": json.dumps(contract, indent=1)})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
             out = torch.jit.load(str(path))(touch, sensor)

@@ -22,14 +22,14 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD",
-    "to_uint8_chw", "preprocess_touch", "preprocess_touch_batch", "preprocess_vision", "normalize",
+    "to_uint8_chw", "check_unit_range", "preprocess_touch", "preprocess_touch_batch", "preprocess_vision", "normalize",
 ]
 
 
 def to_uint8_chw(img: ImageLike) -> torch.Tensor:
     """PIL image, (H,W,3) / (H,W) numpy array or (3,H,W) / (H,W,3) tensor -> (3,H,W) uint8 tensor (RGB).
 
-    Float arrays/tensors are taken to be in [0, 1].
+    Float arrays/tensors must be finite and in [0, 1] (:func:`check_unit_range`; ValueError otherwise).
     """
     if isinstance(img, Image.Image):
         return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
@@ -56,8 +56,27 @@ def to_uint8_chw(img: ImageLike) -> torch.Tensor:
     if t.dtype == torch.uint8:
         return t.contiguous()
     if t.is_floating_point():
+        check_unit_range(t, "to_uint8_chw")
         return (t.clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
     raise TypeError(f"unsupported image dtype {t.dtype}; expected uint8 or float in [0, 1]")
+
+
+def check_unit_range(x: torch.Tensor, where: str, tol: float = 1 / 255) -> None:
+    """Raise ValueError unless the float tensor ``x`` is finite and within [0, 1] (up to ``tol``, one grey level).
+
+    Catches frames still in 0..255 (which clamping would turn almost entirely white), already-normalised frames and
+    NaN / inf pixels. One reduction on ``x``'s device and one host sync per call; the details of a failure are only
+    computed when it fails.
+    """
+    lo, hi = torch.aminmax(x.detach())
+    if bool((lo >= -tol) & (hi <= 1 + tol)):  # False for NaN: every comparison with NaN is False
+        return
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        raise ValueError(f"{where}: {int((~finite).sum())} of {x.numel()} pixel values are NaN or infinite; "
+                         "expected finite frames (uint8, or float in [0, 1])")
+    raise ValueError(f"{where}: float frames must be in [0, 1], got values in [{float(lo):.4g}, {float(hi):.4g}]; "
+                     "divide 0..255 float frames by 255 (or pass uint8), and pass raw, not normalised, frames")
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -82,6 +101,9 @@ def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 
 
     Returns:
         (3, size, size) for one frame; (T, 3, size, size) for a clip (every frame preprocessed the same way).
+
+    Raises:
+        ValueError: a float frame with NaN / inf pixels or values outside [0, 1] (:func:`check_unit_range`).
     """
     single = not isinstance(frames, (list, tuple))
     if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim >= 4:
@@ -111,6 +133,10 @@ def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last:
 
     Returns:
         (B,3,size,size) or (B,T,3,size,size), float32, ImageNet-normalised.
+
+    Raises:
+        ValueError: float frames with NaN / inf pixels or values outside [0, 1] (:func:`check_unit_range`: one
+            reduction and one host sync per call; uint8 frames need no check).
     """
     if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
         shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
@@ -126,6 +152,7 @@ def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last:
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     elif x.is_floating_point():
+        check_unit_range(x, "preprocess_touch_batch")
         x = (x.float().clamp(0, 1) * 255).round() / 255.0  # the uint8 quantisation preprocess_touch applies
     else:
         raise TypeError(f"preprocess_touch_batch: unsupported dtype {x.dtype}; expected uint8 or float in [0, 1]")

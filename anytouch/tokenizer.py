@@ -7,10 +7,7 @@ tokens. :func:`tokenize` reproduces that without any network access.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
 import torch
@@ -24,21 +21,12 @@ __all__ = ["tokenize", "SOT_ID", "EOT_ID", "CONTEXT_LENGTH"]
 
 @lru_cache(maxsize=1)
 def _bpe():
-    """open_clip's SimpleTokenizer and its shipped BPE vocabulary.
-
-    ``open_clip.tokenizer`` has no package-relative imports, so it is loaded from its file without running
-    ``open_clip/__init__`` (which imports timm and every model definition: seconds we don't need for tokenising).
-    """
-    if "open_clip.tokenizer" in sys.modules:
-        return sys.modules["open_clip.tokenizer"].SimpleTokenizer()
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("text tokenisation needs open_clip_torch (pip install open_clip_torch)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "tokenizer.py"
-    mod_spec = importlib.util.spec_from_file_location("_anytouch_open_clip_tokenizer", path)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    return mod.SimpleTokenizer()
+    """open_clip's SimpleTokenizer and its shipped BPE vocabulary (the first call imports open_clip: ~seconds)."""
+    try:
+        import open_clip  # heavy (imports timm and every model definition): only when text is tokenised
+    except ImportError as e:
+        raise ImportError("text tokenisation needs open_clip_torch (pip install open_clip_torch)") from e
+    return open_clip.SimpleTokenizer()
 
 
 def tokenize(

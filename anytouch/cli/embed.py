@@ -38,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bf16", action="store_true",
                    help="run the encoder under bfloat16 autocast, on a GPU and on a CPU alike (on most CPUs slower "
                         "than fp32; the precision is recorded in the output's metadata)")
+    p.add_argument("--strict", action="store_true",
+                   help="a truncated video (fewer frames decoded than its header promises) is an error, not a warning")
     p.set_defaults(func=run)
 
 
@@ -66,7 +68,8 @@ def run(args) -> int:
     dtype = torch.bfloat16 if args.bf16 else None
     feats, names = embed_paths(enc, inputs, sensor=args.sensor, pooling=args.pooling,
                                batch_size=args.batch_size, video_mode=args.video_mode, stride=args.stride,
-                               clip_folders=args.clip_folders, normalize=args.normalize, dtype=dtype)
+                               clip_folders=args.clip_folders, normalize=args.normalize, dtype=dtype,
+                               strict=args.strict)
     meta = {"checkpoint": str(args.checkpoint), "sensor": str(args.sensor), "pooling": args.pooling,
             "video_mode": args.video_mode, "normalized": str(args.normalize),
             "precision": f"bf16 autocast on {next(enc.parameters()).device.type}" if args.bf16 else "fp32"}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import DataError, read_image
+from .io import DataError, open_text, read_image
 from .text import empty_text, load_text_file
 from .transforms import TouchTransform, VisionTransform
 
@@ -88,7 +88,7 @@ def read_rows(path: str, min_cols: int = 1) -> Iterator[Tuple[int, List[str]]]:
     Raises:
         DataError: a row with fewer than ``min_cols`` cells or an empty first cell (names file and line).
     """
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, "index file", newline="") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
             cells = [c.strip() for c in row]
             if not any(cells):

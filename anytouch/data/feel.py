@@ -17,7 +17,7 @@ from PIL import Image
 from ..progress import progress as tqdm  # quiet off a terminal
 
 from .extract import write_rows
-from .io import DataError
+from .io import DataError, open_text
 from .probe_sets import PROBE_DIRS, build_feel
 from .spec import DatasetSpec, ProbeTwin
 from .synthetic_render import render_grasp
@@ -130,7 +130,7 @@ def prepare_feel(raw: str, root: str, files: Optional[Sequence[str]] = None,
 def make_feel_split(root: str, k: int, test_fraction: float = 0.2, seed: int = 0) -> str:
     """Write ``<root>/feel/split_<k>.json`` (``{"train": [...], "test": [...]}`` object names, seeded) for users
     without the distributed ``split_<k>.npy``; the Feel loader reads it when the ``.npy`` is absent."""
-    with open(os.path.join(root, "feel", "feel.csv"), newline="", encoding="utf-8") as f:
+    with open_text(os.path.join(root, "feel", "feel.csv"), "Feel index", newline="") as f:
         objects = sorted({row[0] for row in csv.reader(f) if row})
     if len(objects) < 2:
         raise DataError(f"{root}/feel/feel.csv lists {len(objects)} object(s); need at least 2 to split")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import DataError, read_image
+from .io import DataError, open_text, read_image
 from .spec import DatasetSpec, ProbeTwin
 from .synthetic_render import LOOKS, OF_MATERIALS, random_scene, render_touch
 from .transforms import TouchTransform
@@ -124,7 +124,7 @@ def default_train(name: str, split: str) -> bool:
 def read_tag_list(path: str) -> List[Tuple[str, str, int]]:
     """Read a TAG list file (lines ``folder/image,label``) -> [(folder, image, label)], label -1 lines skipped."""
     out = []
-    with open(_need_file(path, "TAG list file"), encoding="utf-8") as f:
+    with open_text(_need_file(path, "TAG list file"), "TAG list file") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -211,7 +211,7 @@ def load_feel_split(path: str) -> dict:
     """
     _need_file(path, "Feel split file")
     if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
+        with open_text(path, "Feel split file") as f:
             obj = json.load(f)
     else:
         try:
@@ -249,7 +249,7 @@ def build_feel(split: str = "train", root: str = ".", image_size: int = 224, tra
     objects = set(load_feel_split(split_path)["test" if split == "test" else "train"])
     csv_path = _need_file(os.path.join(feel_dir, "feel.csv"), "Feel index file")
     rows = []
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    with open_text(csv_path, "Feel index file", newline="") as f:
         for n, row in enumerate(csv.reader(f), 1):
             if not row:
                 continue
@@ -275,7 +275,7 @@ def build_feel(split: str = "train", root: str = ".", image_size: int = 224, tra
 
 def _load_json(path: str, what: str):
     try:
-        with open(_need_file(path, what), encoding="utf-8") as f:
+        with open_text(_need_file(path, what), what) as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(f"{what} {path} is not valid JSON: {e}", path) from e

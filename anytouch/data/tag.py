@@ -22,7 +22,7 @@ from ..progress import progress as tqdm  # quiet off a terminal
 
 from .base import FrameFormat, TouchDataset, parse_int, read_rows
 from .extract import extract_video, find_files
-from .io import DataError
+from .io import DataError, open_text
 from .spec import DatasetSpec, SyntheticTwin, loader
 from .synthetic_render import TAG_MATERIALS, render_vision
 from .tree import TreeWriter
@@ -126,7 +126,7 @@ def prepare_tag(raw: str, root: str, start_index: int = 0, lists: Optional[str] 
         shutil.copyfile(src, os.path.join(out, name))
     label = os.path.join(out, "label.txt")
     if os.path.isfile(label):
-        with open(label, encoding="utf-8") as f:
+        with open_text(label, "TAG label list") as f:
             entries = [ln.strip().rpartition(",")[0] for ln in f if ln.strip()]
         counts["label_entries"] = len(entries)
         counts["label_found"] = sum(

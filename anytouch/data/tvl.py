@@ -22,7 +22,7 @@ import re
 from typing import Optional
 
 from .base import FileIndex, FrameFormat, TouchDataset, parse_int, read_rows
-from .io import DataError
+from .io import DataError, open_text
 from .spec import DatasetSpec, SyntheticTwin, loader
 from .synthetic_render import TAG_MATERIALS, render_vision
 from .tree import TreeWriter
@@ -81,7 +81,7 @@ class TVL(TouchDataset):
             raise DataError(f"tvl: no data*/contact.json index under {self.dir}", self.dir)
         for index in indexes:
             try:
-                with open(index, encoding="utf-8") as f:
+                with open_text(index, "TVL index file") as f:
                     paths = json.load(f)["tactile"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{index}: {type(e).__name__}: {e}; expected a JSON object with a 'tactile' list",

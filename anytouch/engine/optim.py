@@ -10,23 +10,27 @@ __all__ = ["param_groups_weight_decay", "resolve_lr", "build_adamw"]
 
 
 def param_groups_weight_decay(model: nn.Module, weight_decay: float) -> List[Dict]:
-    """Two groups over the trainable parameters: no decay for every tensor with ``ndim <= 1`` or a name ending in
-    ``.bias`` (LayerNorms, biases, CLS embedding, logit scale); ``weight_decay`` for everything else (including
-    sensor tokens, mask token, position embeddings, projections). Frozen parameters are left out.
+    """Two groups over the trainable parameters, split by timm's ``param_groups_weight_decay`` rule: no decay for
+    every tensor with ``ndim <= 1`` or a name ending in ``.bias`` (LayerNorms, biases, CLS embedding, logit scale);
+    ``weight_decay`` for everything else (including sensor tokens, mask token, position embeddings, projections).
+    Frozen parameters are left out.
 
-    Each group carries ``names`` (parameter names, for inspection; ignored by the optimizer).
+    Unlike timm's, the result always holds both groups, in this order, even when one is empty or ``weight_decay``
+    is 0, so an optimizer's state has the same layout whatever the settings (resuming stays possible). Each group
+    carries ``names`` (parameter names, for inspection; ignored by the optimizer).
     """
-    decay, no_decay = ([], []), ([], [])
+    from timm.optim import param_groups_weight_decay as timm_groups  # timm.optim takes seconds to import
+
+    # timm puts everything in one group when weight_decay is 0: split with a non-zero value, keep only membership
+    exempt = {id(p) for g in timm_groups(model, weight_decay=1.0) if g["weight_decay"] == 0.0 for p in g["params"]}
+    no_decay = {"params": [], "names": [], "weight_decay": 0.0}
+    decay = {"params": [], "names": [], "weight_decay": weight_decay}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        group = no_decay if p.ndim <= 1 or name.endswith(".bias") else decay
-        group[0].append(p)
-        group[1].append(name)
-    return [
-        {"params": no_decay[0], "names": no_decay[1], "weight_decay": 0.0},
-        {"params": decay[0], "names": decay[1], "weight_decay": weight_decay},
-    ]
+        if p.requires_grad:
+            group = no_decay if id(p) in exempt else decay
+            group["params"].append(p)
+            group["names"].append(name)
+    return [no_decay, decay]
 
 
 def resolve_lr(lr: Optional[float], blr: float, eff_batch: int) -> float:

@@ -6,7 +6,7 @@ A model built with ``towers=False`` is the stage-1 model behind the same interfa
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -64,15 +64,23 @@ class AnyTouchModel(nn.Module):
         self._need_towers("encode_vision")
         return self.vision(pixels)
 
-    def encode_text(self, input_ids: Union[torch.Tensor, str, Sequence[str]],
+    def encode_text(self, input_ids: Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor], str, Sequence[str]],
                     attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Token ids (B, 77) (+ mask), or raw strings tokenised offline with CLIP's BPE -> (B, P).
+        """Token ids (B, 77) (+ mask), the ``(ids, mask)`` pair :func:`anytouch.tokenize` returns, or raw strings
+        tokenised offline with CLIP's BPE -> (B, P).
 
         Raises ValueError when an id is outside the text vocabulary ``[0, vocab_size)``; checked in eval mode only
         (the check costs a host sync; training text is checked where it is loaded, ``anytouch.data.text``).
         """
         self._need_towers("encode_text")
-        if isinstance(input_ids, (str, list, tuple)):
+        if isinstance(input_ids, tuple) and input_ids and all(isinstance(t, torch.Tensor) for t in input_ids):
+            if len(input_ids) != 2 or attention_mask is not None:
+                raise TypeError("encode_text takes tokenize()'s (input_ids, attention_mask) pair alone, or the two "
+                                f"tensors as separate arguments; got a tuple of {len(input_ids)} tensors"
+                                + (" and an attention_mask" if attention_mask is not None else ""))
+            device = self.text.token_embed.weight.device
+            input_ids, attention_mask = (t.to(device) for t in input_ids)
+        elif isinstance(input_ids, (str, list, tuple)):
             from ..tokenizer import tokenize
 
             input_ids, attention_mask = tokenize(input_ids, context_length=self.arch.text.context_length)
