@@ -203,8 +203,8 @@ def load_touch_uint8(paths: Sequence[str], size: int) -> torch.Tensor:
         DataError: a frame is missing or unreadable (from :func:`~anytouch.data.io.read_image`).
             Also raised when the frames of one clip differ in size.
     """
-    frames = [read_image(p) for p in paths]
+    frames = [read_image(p, contiguous=False) for p in paths]
     if len({f.shape for f in frames}) != 1:
         raise DataError("frames of one clip differ in size: "
                         + ", ".join(f"{p} {tuple(f.shape)}" for p, f in zip(paths, frames)), paths[0])
-    return resize_uint8(torch.stack(frames), size)
+    return torch.stack([resize_uint8(f, size) for f in frames])  # stack after the resize: less to copy
