@@ -28,14 +28,14 @@ def _params(n, seed=1):
         return torch.stack([draw_touch_params() for _ in range(n)])
 
 
-@pytest.mark.parametrize("clip", [False, True])
-def test_batched_equals_reference(clip):
+@pytest.mark.parametrize("clip,grouped", [(False, True), (True, True), (False, False), (True, False)])
+def test_batched_equals_reference(clip, grouped):
     n = 12
     x = _frames(n, 3, 3, 20, 24) if clip else _frames(n, 3, 20, 24)
     p = _params(n)
     p[0] = IDENTITY  # an evaluation sample in a training batch: normalisation only
     p[1, 2:6] = IDENTITY[2:6]  # flips without jitter
-    out = apply_touch_aug(x, p)
+    out = apply_touch_aug(x, p, grouped=grouped)
     ref = torch.stack([reference_touch_aug(x[i], p[i]) for i in range(n)])
     assert out.shape == x.shape and out.dtype == torch.float32
     assert (out - ref).abs().max() < TOL
