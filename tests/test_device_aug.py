@@ -91,6 +91,10 @@ def test_uint8_resize_within_one_level_of_preprocess_touch():
     old = preprocess_touch(x, 56)
     new = apply_touch_aug(resize_uint8(x, 56)[None], IDENTITY[None])[0]
     assert (new - old).abs().max() <= LEVEL + 1e-5
+    sharp = TouchTransform(56, train=False, antialias=False)(x)  # the original's stage-1 clips
+    assert (apply_touch_aug(resize_uint8(x, 56, antialias=False)[None], IDENTITY[None])[0] - sharp).abs().max() <= (
+        LEVEL + 1e-5)
+    assert (sharp - old).abs().max() > 10 * LEVEL  # the two filters differ: the flag is passed through
 
 
 def test_bad_inputs():

@@ -215,14 +215,15 @@ def reference_touch_aug(frames: torch.Tensor, params: torch.Tensor, mean: Sequen
     return TF.normalize(x, list(mean), list(std))
 
 
-def resize_uint8(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """(3,H,W) or (T,3,H,W) uint8 -> ``size`` x ``size`` uint8 (bilinear, antialiased, aspect ratio not kept)."""
+def resize_uint8(frames: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
+    """(3,H,W) or (T,3,H,W) uint8 -> ``size`` x ``size`` uint8 (bilinear, aspect ratio not kept; ``antialias=False``
+    as the original's stage-1 and cross-sensor clips)."""
     if frames.shape[-2:] == (size, size):
         return frames
-    return TF.resize(frames, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return TF.resize(frames, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=antialias)
 
 
-def load_touch_uint8(paths: Sequence[str], size: int) -> torch.Tensor:
+def load_touch_uint8(paths: Sequence[str], size: int, antialias: bool = True) -> torch.Tensor:
     """The worker side: decode the frames of one sample and resize them in uint8 -> (T,3,size,size) uint8.
 
     Raises:
@@ -233,4 +234,4 @@ def load_touch_uint8(paths: Sequence[str], size: int) -> torch.Tensor:
     if len({f.shape for f in frames}) != 1:
         raise DataError("frames of one clip differ in size: "
                         + ", ".join(f"{p} {tuple(f.shape)}" for p, f in zip(paths, frames)), paths[0])
-    return torch.stack([resize_uint8(f, size) for f in frames])  # stack after the resize: less to copy
+    return torch.stack([resize_uint8(f, size, antialias) for f in frames])  # stack after the resize: less to copy

@@ -7,7 +7,8 @@ Layout of a store folder::
     table-<kind>.npz    per sample of that kind: ``frames`` (n, T) global frame ids (oldest first), ``sensor``,
                         ``object``, ``label`` (-1 where the source has none); the file's sha256 is in index.json
 
-A frame shared by several samples (an image sample and the clips around it) is stored once. Frame ``g`` lives in
+A frame shared by several samples (an image sample and the clips around it) is stored once, so every kind gets the
+antialiased resize (the raw loaders skip antialiasing for stage-1 and cross-sensor clips, as the original did). Frame ``g`` lives in
 shard ``g // frames_per_shard`` at row ``g % frames_per_shard``. Readers map the shards lazily in each process
 (nothing is copied when a DataLoader forks or pickles the dataset), so random access costs one page-cache copy of
 ``T * 3 * size * size`` bytes per sample. Everything is written under temporary names and renamed; ``index.json``
