@@ -1,0 +1,234 @@
+"""A packed store: a dataset's touch frames decoded once, at model resolution, into memory-mapped uint8 shards.
+
+Layout of a store folder::
+
+    index.json          format, frame size, shard list (file, frames, sha256), tables (kind -> sample arrays file)
+    shard-00000.u8      raw uint8 frames (n, 3, size, size), C order; every frame stored once
+    table-<kind>.npz    per sample of that kind: ``frames`` (n, T) global frame ids (oldest first), ``sensor``,
+                        ``object``, ``label`` (-1 where the source has none); the file's sha256 is in index.json
+
+A frame shared by several samples (an image sample and the clips around it) is stored once, so every kind gets the
+antialiased resize (the raw loaders skip antialiasing for stage-1 and cross-sensor clips, as the original did). Frame ``g`` lives in
+shard ``g // frames_per_shard`` at row ``g % frames_per_shard``. Readers map the shards lazily in each process
+(nothing is copied when a DataLoader forks or pickles the dataset), so random access costs one page-cache copy of
+``T * 3 * size * size`` bytes per sample. Everything is written under temporary names and renamed; ``index.json``
+comes last, so a folder without it is an unfinished store.
+
+:class:`PackedDataset` yields the worker-side sample contract of :mod:`anytouch.data.device_aug` -- uint8 frames
+plus the sample's augmentation parameters, drawn under the caller's per-sample seed -- and :func:`verify_packed`
+checks sizes and checksums (for ``anytouch verify``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .base import DEFAULT_JITTER
+from .device_aug import draw_touch_params, load_touch_uint8
+from .io import DataError
+
+__all__ = ["FORMAT", "PackedStoreError", "PackWriter", "pack_dataset", "PackedDataset", "verify_packed"]
+
+FORMAT = "anytouch-packed-1"
+INDEX = "index.json"
+_HASH_CHUNK = 1 << 24
+
+
+class PackedStoreError(DataError):
+    """A packed store that is missing, unfinished, inconsistent or corrupt (``path`` = the offending file)."""
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_HASH_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class PackWriter:
+    """Writes a store: :meth:`add_frame` returns a global frame id, :meth:`add_sample` records a sample of a kind,
+    :meth:`close` writes the tables and the index (call it last; until then the folder is not a store)."""
+
+    def __init__(self, out_dir: str, size: int, source: str, frames_per_shard: int = 4096):
+        if frames_per_shard < 1:
+            raise ValueError(f"frames_per_shard must be >= 1, got {frames_per_shard}")
+        if os.path.exists(os.path.join(out_dir, INDEX)):
+            raise FileExistsError(f"{out_dir} already holds a packed store ({INDEX}); pack into an empty folder")
+        os.makedirs(out_dir, exist_ok=True)
+        self.dir, self.size, self.source, self.per_shard = out_dir, int(size), source, int(frames_per_shard)
+        self.shards: List[Dict] = []
+        self.tables: Dict[str, Dict[str, list]] = {}
+        self.frames = 0
+        self._file = None
+
+    def add_frame(self, frame: torch.Tensor) -> int:
+        """Append one (3, size, size) uint8 frame; returns its global id."""
+        if frame.dtype != torch.uint8 or tuple(frame.shape) != (3, self.size, self.size):
+            raise ValueError(f"{self.source}: a packed frame must be uint8 (3, {self.size}, {self.size}), got "
+                             f"{frame.dtype} {tuple(frame.shape)}")
+        if self.frames % self.per_shard == 0:
+            self._finish_shard()
+            name = f"shard-{len(self.shards):05d}.u8"
+            self.shards.append({"file": name, "frames": 0})
+            self._file = open(os.path.join(self.dir, name + ".tmp"), "wb")
+        self._file.write(frame.contiguous().numpy().tobytes())
+        self.shards[-1]["frames"] += 1
+        self.frames += 1
+        return self.frames - 1
+
+    def add_sample(self, kind: str, frame_ids: Sequence[int], sensor: int, obj: int = -1, label: int = -1) -> None:
+        """Record one sample of ``kind`` made of frames ``frame_ids`` (oldest first)."""
+        table = self.tables.setdefault(kind, {"frames": [], "sensor": [], "object": [], "label": []})
+        if table["frames"] and len(frame_ids) != len(table["frames"][0]):
+            raise ValueError(f"{self.source}/{kind}: samples of one kind need the same number of frames, got "
+                             f"{len(frame_ids)} after {len(table['frames'][0])}")
+        if not all(0 <= f < self.frames for f in frame_ids):
+            raise ValueError(f"{self.source}/{kind}: frame ids {list(frame_ids)} not among the {self.frames} written")
+        for key, value in (("frames", list(frame_ids)), ("sensor", sensor), ("object", obj), ("label", label)):
+            table[key].append(value)
+
+    def _finish_shard(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        name = self.shards[-1]["file"]
+        os.replace(os.path.join(self.dir, name + ".tmp"), os.path.join(self.dir, name))
+        self.shards[-1]["sha256"] = _sha256(os.path.join(self.dir, name))
+
+    def close(self) -> str:
+        """Finish the last shard, write the tables and ``index.json``; returns the index path."""
+        self._finish_shard()
+        if not self.tables:
+            raise ValueError(f"{self.source}: nothing to pack (no samples were added)")
+        tables = {}
+        for kind, t in self.tables.items():
+            name = f"table-{kind}.npz"
+            tmp = os.path.join(self.dir, name + ".tmp.npz")
+            np.savez(tmp, frames=np.asarray(t["frames"], np.int64), sensor=np.asarray(t["sensor"], np.int8),
+                     object=np.asarray(t["object"], np.int32), label=np.asarray(t["label"], np.int64))
+            os.replace(tmp, os.path.join(self.dir, name))
+            tables[kind] = {"file": name, "samples": len(t["sensor"]), "sha256": _sha256(os.path.join(self.dir, name))}
+        index = {"format": FORMAT, "source": self.source, "size": self.size, "frames": self.frames,
+                 "frames_per_shard": self.per_shard, "shards": self.shards, "tables": tables}
+        path = os.path.join(self.dir, INDEX)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=1)
+        os.replace(path + ".tmp", path)
+        return path
+
+
+def pack_dataset(datasets: Dict[str, Dataset], out_dir: str, size: int, frames_per_shard: int = 4096) -> str:
+    """Pack raw loaders (kind -> a TouchDataset of one source, e.g. ``{"image": ..., "video": ...}``) into one store.
+
+    Frames are read once each (deduplicated by path across kinds), decoded and resized in uint8 to ``size``.
+    Returns the path of the written ``index.json``.
+    """
+    sources = {getattr(ds, "source", "") for ds in datasets.values()}
+    if len(sources) != 1:
+        raise ValueError(f"pack_dataset packs one source at a time, got {sorted(sources)}")
+    writer = PackWriter(out_dir, size, sources.pop(), frames_per_shard)
+    ids: Dict[str, int] = {}
+    for kind, ds in datasets.items():
+        for i in range(len(ds)):
+            e = ds.entry(i)
+            for p in e["frames"]:
+                if p not in ids:
+                    ids[p] = writer.add_frame(load_touch_uint8([p], size)[0])
+            writer.add_sample(kind, [ids[p] for p in e["frames"]], e["sensor"], e.get("object", -1),
+                              e.get("label", -1))
+    return writer.close()
+
+
+def _read_index(store: str) -> dict:
+    path = os.path.join(store, INDEX)
+    if not os.path.isfile(path):
+        raise PackedStoreError(f"not a packed store: {path} is missing (unfinished pack, or the wrong folder)", path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise PackedStoreError(f"unreadable packed-store index {path}: {e}", path) from e
+    if index.get("format") != FORMAT:
+        raise PackedStoreError(f"{path}: format {index.get('format')!r}, expected {FORMAT!r}", path)
+    return index
+
+
+def verify_packed(store: str, checksums: bool = True) -> dict:
+    """Check a store: every shard and table present with the recorded size and (``checksums``) sha256.
+
+    Returns the index. Raises:
+        PackedStoreError: naming the first missing, truncated or corrupt file and what was expected.
+    """
+    index = _read_index(store)
+    frame_bytes = 3 * index["size"] ** 2
+    files = [(s["file"], s["sha256"], s["frames"] * frame_bytes) for s in index["shards"]]
+    files += [(t["file"], t["sha256"], None) for t in index["tables"].values()]
+    for name, digest, nbytes in files:
+        path = os.path.join(store, name)
+        if not os.path.isfile(path):
+            raise PackedStoreError(f"packed store {store}: file {name} listed in {INDEX} is missing", path)
+        if nbytes is not None and os.path.getsize(path) != nbytes:
+            raise PackedStoreError(f"packed store {store}: {name} has {os.path.getsize(path)} bytes, expected "
+                                   f"{nbytes} ({nbytes // frame_bytes} frames of 3x{index['size']}x"
+                                   f"{index['size']})", path)
+        if checksums and _sha256(path) != digest:
+            raise PackedStoreError(f"packed store {store}: checksum mismatch in {name} (sha256 {_sha256(path)}, "
+                                   f"expected {digest}); the file is corrupt, re-pack this dataset", path)
+    return index
+
+
+class PackedDataset(Dataset):
+    """Samples of one ``kind`` of a packed store: ``{"touch": uint8 (3,S,S) | (T,3,S,S), "touch_aug": (AUG_DIM,),
+    "sensor", "source", "object", "label"}``; parameters drawn from torch's RNG (seed it per sample, as
+    :class:`anytouch.engine.data.EpochSeeded` does). ``train=False`` gives identity parameters."""
+
+    def __init__(self, store: str, kind: str = "image", train: bool = True,
+                 jitter: Optional[Sequence[float]] = DEFAULT_JITTER):
+        self.store, self.kind, self.train, self.jitter = os.path.abspath(store), kind, bool(train), jitter
+        index = _read_index(self.store)
+        if kind not in index["tables"]:
+            raise PackedStoreError(f"packed store {self.store} has no {kind!r} samples; it has "
+                                   f"{sorted(index['tables'])}", os.path.join(self.store, INDEX))
+        self.source, self.size, self.per_shard = index["source"], index["size"], index["frames_per_shard"]
+        self.shards = [(s["file"], s["frames"]) for s in index["shards"]]
+        with np.load(os.path.join(self.store, index["tables"][kind]["file"])) as t:
+            self.frame_ids, self.sensor, self.object, self.label = t["frames"], t["sensor"], t["object"], t["label"]
+        self._maps: Dict[int, np.memmap] = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_maps"] = {}  # each process maps the shards itself
+        return state
+
+    def _shard(self, k: int) -> np.memmap:
+        if k not in self._maps:
+            name, n = self.shards[k]
+            self._maps[k] = np.memmap(os.path.join(self.store, name), np.uint8, "r", shape=(n, 3, self.size, self.size))
+        return self._maps[k]
+
+    def frames(self, index: int) -> torch.Tensor:
+        """The (T, 3, S, S) uint8 frames of sample ``index``."""
+        ids = self.frame_ids[index]
+        return torch.from_numpy(np.stack([self._shard(g // self.per_shard)[g % self.per_shard] for g in ids]))
+
+    def __len__(self) -> int:
+        return len(self.sensor)
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.source}/{self.kind}: index {index} out of range for {len(self)} samples")
+        frames = self.frames(index)
+        return {"touch": frames[0] if len(frames) == 1 else frames,
+                "touch_aug": draw_touch_params(self.train, self.jitter), "sensor": int(self.sensor[index]),
+                "source": self.source, "object": int(self.object[index]), "label": int(self.label[index])}
+
+    def __repr__(self) -> str:
+        return f"PackedDataset(store={self.store}, kind={self.kind}, n={len(self)}, size={self.size})"

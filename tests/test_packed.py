@@ -1,0 +1,119 @@
+"""Packed store: write from the raw loaders, read back the same samples, detect corruption by checksum."""
+import os
+import warnings
+
+import pytest
+import torch
+
+from anytouch.data import build_dataset
+from anytouch.data.device_aug import IDENTITY, apply_touch_aug, load_touch_uint8
+from anytouch.data.packed import PackedDataset, PackedStoreError, PackWriter, pack_dataset, verify_packed
+from anytouch.engine.rng import seeded
+from anytouch.preprocess import IMAGENET_STD
+from fixtures_data import decode_frames, make_tag
+
+LEVEL = 1 / 255 / min(IMAGENET_STD)
+
+
+@pytest.fixture(scope="module")
+def tag_store(tmp_path_factory):
+    root = make_tag(str(tmp_path_factory.mktemp("raw")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixture has one index line with a missing frame, on purpose
+        raw = {k: build_dataset("tag", root=root, clip=k, image_size=16, train=False) for k in ("image", "video")}
+    store = str(tmp_path_factory.mktemp("packed"))
+    pack_dataset(raw, store, 16, frames_per_shard=5)  # several shards, the last one partial
+    return raw, store
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_packed_equals_raw(tag_store, kind):
+    raw, store = tag_store
+    ds = PackedDataset(store, kind, train=False)
+    assert len(ds) == len(raw[kind]) and ds.source == "tag"
+    for i in range(len(ds)):
+        s, r = ds[i], raw[kind][i]
+        e = raw[kind].entry(i)
+        assert s["touch"].dtype == torch.uint8 and s["sensor"] == r["sensor"] and s["object"] == e["object"]
+        assert torch.equal(s["touch"], load_touch_uint8(e["frames"], 16).squeeze(0))
+        x = apply_touch_aug(s["touch"][None], s["touch_aug"][None])[0]
+        assert (x - r["touch"]).abs().max() <= LEVEL + 1e-5  # the raw loaders' float resize, within one level
+        assert decode_frames(x) == decode_frames(r["touch"])
+
+
+def test_frames_stored_once_and_verified(tag_store):
+    raw, store = tag_store
+    index = verify_packed(store)
+    frames = {p for ds in raw.values() for i in range(len(ds)) for p in ds.entry(i)["frames"]}
+    assert index["frames"] == len(frames) and len(index["shards"]) == -(-len(frames) // 5)
+
+
+def test_training_params_follow_the_seed(tag_store):
+    _, store = tag_store
+    ds = PackedDataset(store, "video", train=True)
+    with seeded(7):
+        a = ds[1]["touch_aug"]
+    with seeded(7):
+        b = ds[1]["touch_aug"]
+    assert torch.equal(a, b) and not torch.equal(a, IDENTITY)
+
+
+def test_corrupt_and_truncated_shards_are_named(tmp_path):
+    w = PackWriter(str(tmp_path), 8, "synthetic", frames_per_shard=2)
+    ids = [w.add_frame(torch.full((3, 8, 8), k, dtype=torch.uint8)) for k in range(3)]
+    w.add_sample("image", [ids[2]], sensor=1)
+    w.close()
+    assert torch.equal(PackedDataset(str(tmp_path), "image")[0]["touch"], torch.full((3, 8, 8), 2, dtype=torch.uint8))
+    shard = tmp_path / "shard-00000.u8"
+    data = bytearray(shard.read_bytes())
+    data[5] ^= 1
+    shard.write_bytes(bytes(data))
+    verify_packed(str(tmp_path), checksums=False)  # sizes still fine
+    with pytest.raises(PackedStoreError, match="checksum mismatch in shard-00000.u8") as e:
+        verify_packed(str(tmp_path))
+    assert e.value.path == str(shard)
+    os.truncate(tmp_path / "shard-00001.u8", 10)
+    with pytest.raises(PackedStoreError, match="shard-00001.u8 has 10 bytes, expected 192"):
+        verify_packed(str(tmp_path), checksums=False)
+
+
+def test_bad_store_and_writer_inputs(tmp_path):
+    with pytest.raises(PackedStoreError, match="index.json is missing"):
+        PackedDataset(str(tmp_path))
+    w = PackWriter(str(tmp_path), 8, "synthetic")
+    with pytest.raises(ValueError, match=r"uint8 \(3, 8, 8\)"):
+        w.add_frame(torch.zeros(3, 9, 8, dtype=torch.uint8))
+    w.add_frame(torch.zeros(3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="not among the 1 written"):
+        w.add_sample("image", [3], sensor=0)
+    w.add_sample("image", [0], sensor=0)
+    w.close()
+    with pytest.raises(FileExistsError):
+        PackWriter(str(tmp_path), 8, "synthetic")
+    with pytest.raises(PackedStoreError, match="no 'video' samples"):
+        PackedDataset(str(tmp_path), "video")
+    os.remove(tmp_path / "table-image.npz")
+    with pytest.raises(PackedStoreError, match="table-image.npz listed in index.json is missing"):
+        verify_packed(str(tmp_path))
+
+
+def test_loader_order_and_params_independent_of_workers_and_ranks(tag_store):
+    """Through the training loaders' sampler and per-sample seeding: same batches with 0 or 2 workers, and the two
+    ranks of a 2-rank job read disjoint halves."""
+    from anytouch.engine.data import build_loader
+    from anytouch.engine.dist import DistEnv
+
+    _, store = tag_store
+    ds = PackedDataset(store, "video", train=True)
+
+    def batches(workers, rank=0, world=1):
+        loader = build_loader(ds, 2, seed=5, env=DistEnv(rank=rank, world_size=world), num_workers=workers)
+        loader.sampler.set_epoch(1)
+        return list(loader)
+
+    a, b = batches(0), batches(2)
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert torch.equal(x["touch"], y["touch"]) and torch.equal(x["touch_aug"], y["touch_aug"])
+    halves = [torch.cat([x["touch"] for x in batches(0, r, 2)]) for r in (0, 1)]
+    assert not any(torch.equal(p, q) for p in halves[0] for q in halves[1])
