@@ -97,7 +97,7 @@ def _onnx(wrapper, example, path: Path, opset: int, contract: Dict[str, str]):
 
 def _run_onnx(path: Path, touch, sensor):
     """Run with onnxruntime when installed; else only validate the graph with onnx.checker."""
-    try:
+    try:  # optional dependencies (the export extra): only this check needs them
         import onnxruntime as ort
     except ImportError:
         import onnx

@@ -31,9 +31,9 @@ def git_commit() -> Optional[str]:
 
 def provenance() -> Dict[str, Optional[str]]:
     """Plain strings (checkpoint-safe): anytouch, torch and Python versions, git commit, UTC time."""
-    import torch
+    import torch  # here: the provenance module itself stays importable without torch
 
-    from . import __version__
+    from . import __version__  # here: the package's __init__ is still executing when this module first loads
 
     return {"anytouch": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
             "git": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -108,3 +108,31 @@ def test_no_import_cycle(package):
     assert cycles(graph) == [], "import cycles (module-level imports) in anytouch/"
     # the data package is layered: the declarations never reach the registry built from them
     assert "anytouch.data.registry" not in graph["anytouch.data.tag"]
+
+
+def function_level_imports(root: pathlib.Path, package: str):
+    """``(file, line, source)`` of every import inside a function of ``package`` with no comment saying why: none
+    on the import's own line or on the three lines above it (above the first line, for a run of imports)."""
+    found = []
+    for path in sorted((root / package).rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                k = node.lineno - 1
+                while k > 0 and lines[k - 1].strip().startswith(("import ", "from ")):
+                    k -= 1  # a run of imports shares the comment above its first line
+                context = lines[max(0, k - 3):k] + lines[k:node.lineno]
+                if not any("#" in line for line in context):
+                    found.append((str(path.relative_to(root)), node.lineno, lines[node.lineno - 1].strip()))
+    return found
+
+
+def test_every_import_inside_a_function_says_why():
+    """Issue 10: an import inside a function is there for start-up time or an optional dependency, and says so."""
+    bare = function_level_imports(ROOT, "anytouch")
+    assert not bare, "imports inside functions without a comment saying why:\n" + "\n".join(
+        f"  {f}:{n}: {src}" for f, n, src in bare)

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 __all__ = [
     "UnsafeCheckpointError",
@@ -152,9 +154,6 @@ def safe_load(path: PathLike, allow: Iterable[type] = (), mmap: Optional[bool] =
 
 def read_safetensors(path: PathLike) -> Dict[str, torch.Tensor]:
     """All tensors of a ``.safetensors`` file (CPU)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device="cpu")
     except SafetensorError as e:
@@ -163,8 +162,6 @@ def read_safetensors(path: PathLike) -> Dict[str, torch.Tensor]:
 
 def safetensors_metadata(path: PathLike) -> Dict[str, str]:
     """The string->string metadata header of a ``.safetensors`` file (empty dict if none)."""
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})
@@ -243,8 +240,6 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: PathLike, met
     Non-contiguous tensors and tensors sharing storage (tied weights, views) are copied first. ``metadata`` must
     map str to str (safetensors' header format).
     """
-    from safetensors.torch import save_file
-
     meta = dict(metadata or {})
     bad = {k: v for k, v in meta.items() if not (isinstance(k, str) and isinstance(v, str))}
     if bad:

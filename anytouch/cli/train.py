@@ -47,7 +47,7 @@ def train(args) -> int:
 
         schema = entry.Stage1Config
     else:
-        from ..train import stage2 as entry
+        from ..train import stage2 as entry  # lazy, as above
 
         schema = entry.Stage2Config
     return _run(entry.main, schema, entry.__doc__ or "", f"anytouch train {argv[0]}", argv[1:])
@@ -62,9 +62,10 @@ def evaluate(args) -> int:
 
         return _run(entry.main, entry.ZeroShotConfig, entry.__doc__ or "", "anytouch eval zeroshot", argv[1:])
     if argv and argv[0] == "retrieval":
-        from ..probe import retrieval as entry
+        from ..probe import retrieval as entry  # lazy, as above
 
         return _run(entry.main, entry.RetrievalConfig, entry.__doc__ or "", "anytouch eval retrieval", argv[1:])
+    # lazy, as above: the linear probes import torch
     from ..probe import runner
     from ..probe.config import ProbeConfig
 

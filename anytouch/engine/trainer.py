@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Type
@@ -278,8 +279,6 @@ def declared_parts(objective: Any, kinds: Mapping[str, str]) -> Dict[str, Tuple[
 def launch(trainer_cls: Type[Trainer], schema: type, argv: Sequence[str]) -> None:
     """The body of a stage's ``main``: parse ``--config FILE ... key=value``, join the process group, train, and
     tear down in the order DDP needs."""
-    import sys
-
     module = trainer_cls.__module__
     if module == "__main__":  # run as python -m anytouch.train.stageN
         module = getattr(sys.modules["__main__"].__spec__, "name", module)

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..sensors import SensorLike
+from ..tokenizer import tokenize
 from .config import ArchConfig
 from .mae import TouchMAE
 from .towers import TextTower, VisionTower
@@ -81,8 +82,6 @@ class AnyTouchModel(nn.Module):
             device = self.text.token_embed.weight.device
             input_ids, attention_mask = (t.to(device) for t in input_ids)
         elif isinstance(input_ids, (str, list, tuple)):
-            from ..tokenizer import tokenize
-
             input_ids, attention_mask = tokenize(input_ids, context_length=self.arch.text.context_length)
             device = self.text.token_embed.weight.device
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
