@@ -4,6 +4,8 @@ Detected formats (in this order):
 
 1. our checkpoints: a ``.pt``/``.pth`` dict with ``format == "anytouch"``, or an exported ``.safetensors`` whose
    metadata says so (:mod:`anytouch.checkpoint.ours`);
+   AnyTouch 2 files (released encoders, upstream probe files, our export; :mod:`anytouch.checkpoint.anytouch2`),
+   recognised by their 5-D RGB patch conv and ``new_position_ids``;
 2. the original AnyTouch stage-2 and stage-1 files (:mod:`anytouch.checkpoint.original`; their ``args`` Namespace is
    the only non-tensor object the loader accepts);
 3. a Hugging Face CLIP folder or weights file, or an open_clip state dict: the CLIP-initialised model of spec 2.4 /
@@ -17,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple, Union
 
-from .checkpoint import hf_clip, open_clip, original, ours
+from .checkpoint import anytouch2, hf_clip, open_clip, original, ours
 from .checkpoint.common import CheckpointMismatchError, ConversionReport, load_assign, on_meta
 from .checkpoint.io import ORIGINAL_ALLOW, safe_load, safetensors_metadata
 from .models import AnyTouchModel, TouchEncoder
@@ -48,6 +50,7 @@ def read_checkpoint(checkpoint: PathLike) -> Tuple[str, Any, Path, Optional[Conv
 
     Returns:
         ``(format, content, weights file, report)`` with format one of ``"ours"`` (content: our checkpoint dict),
+        ``"anytouch2"`` (content: the AnyTouch 2 file as read),
         ``"original_stage2"``, ``"original_stage1"``, ``"hf_clip"`` (content: the state dict) or ``"open_clip"``
         (content: already converted to the HF CLIP layout; ``report`` is that conversion's, else None).
     """
@@ -57,6 +60,10 @@ def read_checkpoint(checkpoint: PathLike) -> Tuple[str, Any, Path, Optional[Conv
     obj = safe_load(path, allow=ORIGINAL_ALLOW)
     if ours.detect(obj):
         return "ours", obj, path, None
+    # >>> AnyTouch 2 hook (moves into the checkpoint format registry): detect by content, load in checkpoint.anytouch2
+    if anytouch2.detect(obj):
+        return anytouch2.FORMAT, obj, path, None
+    # <<< AnyTouch 2 hook
     sd = obj
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         sd = original.unwrap_container(obj)
@@ -178,6 +185,12 @@ def _check_own_arch(ckpt: Mapping[str, Any], config: ConfigLike, weights: Path) 
 
 def _load(checkpoint: PathLike, config: ConfigLike, what: str, inflate: str = "repeat", merge_lora: bool = True):
     fmt, content, weights, pre = read_checkpoint(checkpoint)
+    # >>> AnyTouch 2 hook: the family has one model, its encoder (returned by load_model and load_encoder alike)
+    if fmt == anytouch2.FORMAT:
+        model, report = anytouch2.load(content, config, str(weights), metadata=anytouch2.file_metadata(weights))
+        report.log()
+        return model, report
+    # <<< AnyTouch 2 hook
     if fmt == "ours":
         if config is not None:
             _check_own_arch(content, config, weights)
@@ -207,6 +220,10 @@ def load_model(checkpoint: PathLike, config: ConfigLike = None, *, inflate: str 
         inflate: CLIP patch-conv inflation, ``"repeat"`` (original) or ``"mean"``.
         merge_lora: fold the vision LoRA of an original stage-2 file into the base weights (W + alpha/r·B·A).
         return_report: also return the :class:`~anytouch.checkpoint.common.ConversionReport`.
+
+    An AnyTouch 2 file (released encoder, probe file or our export; recognised by content) gives its
+    :class:`~anytouch.models.anytouch2.AnyTouch2Encoder`, the only model of that family; ``config`` is then its
+    CLIP ``config.json`` (heads, image size), optional for ViT-B/16 at 224.
     """
     model, report = _load(checkpoint, config, "model", inflate, merge_lora)
     return (model, report) if return_report else model
