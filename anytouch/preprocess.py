@@ -103,6 +103,21 @@ def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 
     return x[0] if single else x
 
 
+def _flat_frames(frames: torch.Tensor, channels_last: Optional[bool], name: str, single: str):
+    """(B,[T],H,W,3) / (B,[T],3,H,W) tensor -> (frames flattened to (N,3,H,W), the batch shape (B,[T]),
+    channels_last as resolved: last when the last axis has 3 entries and the third-to-last does not)."""
+    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
+        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
+        raise ValueError(f"{name} expects a (B,H,W,3) / (B,3,H,W) or (B,T,H,W,3) / (B,T,3,H,W) "
+                         f"tensor, got {shape}; for single frames or lists use {single}")
+    if channels_last is None:
+        channels_last = frames.shape[-1] == 3 and frames.shape[-3] != 3
+    x = frames.movedim(-1, -3) if channels_last else frames
+    if x.shape[-3] != 3:
+        raise ValueError(f"{name}: expected 3 colour channels, got shape {tuple(frames.shape)}")
+    return x.reshape(-1, *x.shape[-3:]), x.shape[:-3], channels_last
+
+
 def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last: Optional[bool] = None,
                            background: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A batch of raw frames or clips, on any device -> what :func:`preprocess_touch` gives for each, stacked.
@@ -121,17 +136,7 @@ def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last:
         (B,3,size,size) or (B,T,3,size,size), float32, ImageNet-normalised (AnyTouch 1 statistics; AnyTouch 2
         input comes from :func:`preprocess_touch2_batch`).
     """
-    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
-        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
-        raise ValueError(f"preprocess_touch_batch expects a (B,H,W,3) / (B,3,H,W) or (B,T,H,W,3) / (B,T,3,H,W) "
-                         f"tensor, got {shape}; for single frames or lists use preprocess_touch")
-    if channels_last is None:
-        channels_last = frames.shape[-1] == 3 and frames.shape[-3] != 3
-    x = frames.movedim(-1, -3) if channels_last else frames
-    if x.shape[-3] != 3:
-        raise ValueError(f"preprocess_touch_batch: expected 3 colour channels, got shape {tuple(frames.shape)}")
-    lead = x.shape[:-3]
-    x = x.reshape(-1, *x.shape[-3:])
+    x, lead, channels_last = _flat_frames(frames, channels_last, "preprocess_touch_batch", "preprocess_touch")
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     elif x.is_floating_point():
@@ -227,17 +232,8 @@ def preprocess_touch2_batch(frames: torch.Tensor, background: Optional[torch.Ten
     Returns:
         (B,T,3,size,size) or (B,3,size,size), float32, CLIP-normalised, on the frames' device.
     """
-    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
-        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
-        raise ValueError(f"preprocess_touch2_batch expects a (B,T,H,W,3) / (B,T,3,H,W) or (B,H,W,3) / (B,3,H,W) "
-                         f"tensor, got {shape}; for PIL images or lists use preprocess_touch2")
-    if channels_last is None:
-        channels_last = frames.shape[-1] == 3 and frames.shape[-3] != 3
-    x = frames.movedim(-1, -3) if channels_last else frames
-    if x.shape[-3] != 3:
-        raise ValueError(f"preprocess_touch2_batch: expected 3 colour channels, got shape {tuple(frames.shape)}")
-    lead = x.shape[:-3]
-    x = _unit_float(x.reshape(-1, *x.shape[-3:]), "preprocess_touch2_batch")
+    x, lead, channels_last = _flat_frames(frames, channels_last, "preprocess_touch2_batch", "preprocess_touch2")
+    x = _unit_float(x, "preprocess_touch2_batch")
     if background is not None:
         x = _subtract_flat(x, background, lead, channels_last)
     x = _resize(x, (size, size), "bilinear")

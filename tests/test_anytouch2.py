@@ -15,7 +15,12 @@ from anytouch.sensors import SENSOR_IDS, sensor_slot
 
 from anytouch2_fixtures import G, IMG, PROJ, WIDTH, tiny_encoder
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference():
+    with torch.no_grad():
+        yield
 
 
 def upstream_forward(sd, x, sensor, heads):

@@ -15,7 +15,12 @@ from anytouch.models.anytouch2_heads import AnyTouch2Probe, AttentiveHead
 
 from anytouch2_fixtures import IMG, PROJ, WIDTH, clip_config, probe_file, released_file, tiny_encoder
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference():
+    with torch.no_grad():
+        yield
 
 
 @pytest.fixture
@@ -90,6 +95,7 @@ def test_conversions_round_trip(tmp_path, cfg):
     enc = tiny_encoder(4)
     src = released_file(enc, tmp_path / "released.pth")
     st, _ = a2.convert(src, tmp_path / "enc.safetensors", config=cfg)
+    assert a2.detect_file(src) and a2.detect_file(st)
     x = torch.randn(2, 4, 3, IMG, IMG)
     back = anytouch.load_encoder(st)  # the architecture travels in the metadata: no config needed
     assert torch.equal(back(x, 1), enc(x, 1)) and back.frame_stride == 2

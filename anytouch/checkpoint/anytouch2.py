@@ -30,7 +30,7 @@ from .io import ORIGINAL_ALLOW, atomic_save, safe_load, save_safetensors, safete
 
 __all__ = [
     "FORMAT", "PREFIX", "PROBE_PREFIX", "TABLE", "detect", "encoder_prefix", "unwrap", "config_from_shapes",
-    "from_upstream", "load", "load_file", "file_metadata", "to_upstream", "save_upstream", "export_safetensors", "convert",
+    "from_upstream", "load", "load_file", "detect_file", "file_metadata", "to_upstream", "save_upstream", "export_safetensors", "convert",
 ]
 
 FORMAT = "anytouch2"
@@ -220,6 +220,11 @@ def load_file(path: Union[str, Path], config=None):
     """Read an AnyTouch 2 file (upstream ``.pth``, probe file or our ``.safetensors``) -> ``(encoder, report)``."""
     path = Path(path)
     return load(safe_load(path, allow=ORIGINAL_ALLOW), config, str(path), metadata=file_metadata(path))
+
+
+def detect_file(path: Union[str, Path]) -> bool:
+    """True when ``path`` holds an AnyTouch 2 encoder, probe file or export (read weights-only; for the CLI)."""
+    return detect(safe_load(path, allow=ORIGINAL_ALLOW))
 
 
 def file_metadata(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
