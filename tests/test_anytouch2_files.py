@@ -47,6 +47,19 @@ def test_released_file_loads_by_content_with_dropped_keys_named(tmp_path, cfg, f
     assert isinstance(anytouch.load_model(path, config=cfg), AnyTouch2Encoder)
 
 
+def test_registry_builder_makes_only_the_encoder(tmp_path, cfg):
+    from collections import namedtuple
+
+    enc = tiny_encoder(2)
+    path = released_file(enc, tmp_path / "w.pth")
+    loaded = namedtuple("Loaded", "content weights")(torch.load(path, weights_only=True), path)
+    model, _ = a2.build(loaded, "model", cfg)
+    x = torch.randn(1, 2, 3, IMG, IMG)
+    assert torch.equal(model(x, 2), enc(x, 2))
+    with pytest.raises(ValueError, match="holds only an encoder"):
+        a2.build(loaded, "mae", cfg)
+
+
 def test_wrapped_and_module_prefixed_files_load(tmp_path, cfg):
     enc = tiny_encoder(2)
     sd = {"module." + k: v for k, v in a2.to_upstream(enc).items()}

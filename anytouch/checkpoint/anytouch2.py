@@ -30,7 +30,7 @@ from .io import ORIGINAL_ALLOW, atomic_save, safe_load, save_safetensors, safete
 
 __all__ = [
     "FORMAT", "PREFIX", "PROBE_PREFIX", "TABLE", "detect", "encoder_prefix", "unwrap", "config_from_shapes",
-    "from_upstream", "load", "load_file", "detect_file", "file_metadata", "to_upstream", "save_upstream", "export_safetensors", "convert",
+    "from_upstream", "load", "load_file", "detect_file", "build", "file_metadata", "to_upstream", "save_upstream", "export_safetensors", "convert",
 ]
 
 FORMAT = "anytouch2"
@@ -225,6 +225,16 @@ def load_file(path: Union[str, Path], config=None):
 def detect_file(path: Union[str, Path]) -> bool:
     """True when ``path`` holds an AnyTouch 2 encoder, probe file or export (read weights-only; for the CLI)."""
     return detect(safe_load(path, allow=ORIGINAL_ALLOW))
+
+
+def build(loaded, what: str, config=None, inflate: str = "repeat", merge_lora: bool = True):
+    """The checkpoint-format registry's builder: ``loaded`` has ``content`` (the file as read) and ``weights`` (its
+    path). ``what`` "model" or "encoder" gives the encoder (the family's only model); ``inflate`` / ``merge_lora``
+    concern AnyTouch 1 files and are unused. Returns ``(AnyTouch2Encoder, ConversionReport)``."""
+    if what not in ("model", "encoder"):
+        raise ValueError(f"{loaded.weights}: an AnyTouch 2 file holds only an encoder (no MAE decoder); cannot make "
+                         f"{what!r} from it")
+    return load(loaded.content, config, str(loaded.weights), metadata=file_metadata(loaded.weights))
 
 
 def file_metadata(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
