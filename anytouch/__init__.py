@@ -13,12 +13,17 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_encoder": "anytouch.api",
     "load_model": "anytouch.api",
+    "load_probe": "anytouch.checkpoint.anytouch2_probe",
     "preprocess_touch": "anytouch.preprocess",
     "preprocess_touch_batch": "anytouch.preprocess",
+    "preprocess_touch2": "anytouch.preprocess",
+    "preprocess_touch2_batch": "anytouch.preprocess",
     "preprocess_vision": "anytouch.preprocess",
     "tokenize": "anytouch.tokenizer",
     "SENSOR_IDS": "anytouch.sensors",
     "sensor_id": "anytouch.sensors",
+    "sensor_slot": "anytouch.sensors",
+    "AnyTouch2Config": "anytouch.models.config",
     "get_arch": "anytouch.models.config",
     "ArchConfig": "anytouch.models.config",
 }

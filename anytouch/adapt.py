@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import read_checkpoint
 from .models import as_touch_mae
-from .sensors import SENSOR_IDS, sensor_id
+from .sensors import FAMILY_SENSORS, SENSOR_IDS, sensor_id
 
 __all__ = ["AdaptResult", "free_slots", "recorded_slots", "adapt_sensor_slot"]
 
@@ -39,7 +39,7 @@ class AdaptResult:
 
 def free_slots(num_sensors: int = 10) -> List[int]:
     """Slots no named sensor uses (the universal token, the last slot, excluded): 5..8 for the paper's table."""
-    used = {s % num_sensors for s in SENSOR_IDS.values()}
+    used = {SENSOR_IDS[n] % num_sensors for n in FAMILY_SENSORS["anytouch"] + ("universal",)}
     return [s for s in range(num_sensors - 1) if s not in used]
 
 

@@ -42,7 +42,8 @@ class ExportedEncoder(nn.Module):
     def forward(self, touch: torch.Tensor, sensor: torch.Tensor) -> torch.Tensor:
         valid = (sensor >= -1) & (sensor < self.encoder.num_sensors)
         feats = self.encoder(touch, torch.where(valid, sensor, torch.full_like(sensor, -1)), pooling=self.pooling)
-        return torch.where(valid.unsqueeze(1), feats, torch.full_like(feats, float("nan")))
+        valid = valid.reshape(valid.shape + (1,) * (feats.ndim - 1))  # (B, 1) for features, (B, 1, 1) for tokens
+        return torch.where(valid, feats, torch.full_like(feats, float("nan")))
 
 
 def input_contract(encoder: nn.Module, input: str = "image", pooling: str = "cls") -> Dict[str, str]:

@@ -23,6 +23,7 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD",
     "to_uint8_chw", "check_unit_range", "preprocess_touch", "preprocess_touch_batch", "preprocess_vision", "normalize",
+    "BACKGROUND_OFFSET", "subtract_background", "preprocess_touch2", "preprocess_touch2_batch",
 ]
 
 
@@ -90,7 +91,8 @@ def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
     return F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
 
 
-def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 224) -> torch.Tensor:
+def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 224,
+                     background: Optional[ImageLike] = None) -> torch.Tensor:
     """Touch frame(s) -> ImageNet-normalised, resized tensors (no augmentation).
 
     Args:
@@ -98,6 +100,8 @@ def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 
             such frames, a (T,H,W,3) numpy array or a (T,3,H,W) / (T,H,W,3) tensor (oldest frame first). uint8, or
             float in [0, 1].
         size: output side length.
+        background: optional background frame (any single-frame form above), subtracted from every frame as in
+            :func:`subtract_background` before the resize.
 
     Returns:
         (3, size, size) for one frame; (T, 3, size, size) for a clip (every frame preprocessed the same way).
@@ -116,11 +120,28 @@ def preprocess_touch(frames: Union[ImageLike, Sequence[ImageLike]], size: int = 
     seq = [frames] if single else list(frames)
     if not seq:
         raise ValueError("preprocess_touch got an empty clip")
-    x = preprocess_touch_batch(torch.stack([to_uint8_chw(f) for f in seq]), size, channels_last=False)
+    bg = None if background is None else to_uint8_chw(background)
+    x = preprocess_touch_batch(torch.stack([to_uint8_chw(f) for f in seq]), size, channels_last=False, background=bg)
     return x[0] if single else x
 
 
-def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last: Optional[bool] = None) -> torch.Tensor:
+def _flat_frames(frames: torch.Tensor, channels_last: Optional[bool], name: str, single: str):
+    """(B,[T],H,W,3) / (B,[T],3,H,W) tensor -> (frames flattened to (N,3,H,W), the batch shape (B,[T]),
+    channels_last as resolved: last when the last axis has 3 entries and the third-to-last does not)."""
+    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
+        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
+        raise ValueError(f"{name} expects a (B,H,W,3) / (B,3,H,W) or (B,T,H,W,3) / (B,T,3,H,W) "
+                         f"tensor, got {shape}; for single frames or lists use {single}")
+    if channels_last is None:
+        channels_last = frames.shape[-1] == 3 and frames.shape[-3] != 3
+    x = frames.movedim(-1, -3) if channels_last else frames
+    if x.shape[-3] != 3:
+        raise ValueError(f"{name}: expected 3 colour channels, got shape {tuple(frames.shape)}")
+    return x.reshape(-1, *x.shape[-3:]), x.shape[:-3], channels_last
+
+
+def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last: Optional[bool] = None,
+                           background: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A batch of raw frames or clips, on any device -> what :func:`preprocess_touch` gives for each, stacked.
 
     For a camera loop or a policy: the frames stay on their device (GPU), one resize call for the whole batch.
@@ -130,25 +151,18 @@ def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last:
         size: output side length.
         channels_last: whether the channel axis is last; by default it is inferred (last when the last axis has 3
             entries and the third-to-last does not).
+        background: optional background frame(s), (B,H,W,3) / (B,3,H,W) or one (H,W,3) / (3,H,W) frame for the whole
+            batch, subtracted as in :func:`subtract_background` before the resize.
 
     Returns:
-        (B,3,size,size) or (B,T,3,size,size), float32, ImageNet-normalised.
+        (B,3,size,size) or (B,T,3,size,size), float32, ImageNet-normalised (AnyTouch 1 statistics; AnyTouch 2
+        input comes from :func:`preprocess_touch2_batch`).
 
     Raises:
         ValueError: float frames with NaN / inf pixels or values outside [0, 1] (:func:`check_unit_range`: one
             reduction and one host sync per call; uint8 frames need no check).
     """
-    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5):
-        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
-        raise ValueError(f"preprocess_touch_batch expects a (B,H,W,3) / (B,3,H,W) or (B,T,H,W,3) / (B,T,3,H,W) "
-                         f"tensor, got {shape}; for single frames or lists use preprocess_touch")
-    if channels_last is None:
-        channels_last = frames.shape[-1] == 3 and frames.shape[-3] != 3
-    x = frames.movedim(-1, -3) if channels_last else frames
-    if x.shape[-3] != 3:
-        raise ValueError(f"preprocess_touch_batch: expected 3 colour channels, got shape {tuple(frames.shape)}")
-    lead = x.shape[:-3]
-    x = x.reshape(-1, *x.shape[-3:])
+    x, lead, channels_last = _flat_frames(frames, channels_last, "preprocess_touch_batch", "preprocess_touch")
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     elif x.is_floating_point():
@@ -156,6 +170,8 @@ def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last:
         x = (x.float().clamp(0, 1) * 255).round() / 255.0  # the uint8 quantisation preprocess_touch applies
     else:
         raise TypeError(f"preprocess_touch_batch: unsupported dtype {x.dtype}; expected uint8 or float in [0, 1]")
+    if background is not None:
+        x = _subtract_flat(x, background, lead, channels_last)
     x = _resize(x, (size, size), "bilinear").clamp(0, 1)
     return normalize(x, IMAGENET_MEAN, IMAGENET_STD).reshape(*lead, 3, size, size)
 
@@ -170,3 +186,98 @@ def preprocess_vision(img: ImageLike, size: int = 224) -> torch.Tensor:
     top, left = (nh - size) // 2, (nw - size) // 2
     x = x[..., top:top + size, left:left + size]
     return normalize(x, CLIP_MEAN, CLIP_STD)[0]
+
+
+
+# --- background subtraction and the AnyTouch 2 input (docs/anytouch2.md) ---------------------------------------------
+
+# AnyTouch 2 feeds frame - background + 130/255 (clamped to [0, 1]): a mid-grey where nothing touches the gel
+BACKGROUND_OFFSET = 130 / 255
+
+
+def subtract_background(frames: torch.Tensor, background: torch.Tensor,
+                        offset: float = BACKGROUND_OFFSET) -> torch.Tensor:
+    """``clamp(frames - background + offset, 0, 1)`` in float, with no re-quantisation.
+
+    Args:
+        frames: float in [0, 1], (B, 3, H, W) or (B, T, 3, H, W).
+        background: float in [0, 1], (B, 3, H, W) (one frame per sample, broadcast over T) or (3, H, W) (one frame
+            for the whole batch).
+    """
+    if background.ndim not in (3, 4) or background.shape[-3:] != frames.shape[-3:]:
+        raise ValueError(f"background of shape {tuple(background.shape)} does not fit frames of shape "
+                         f"{tuple(frames.shape)}; expected one (3, H, W) frame per sample with the frames' H and W")
+    if background.ndim == 4:
+        if background.shape[0] != frames.shape[0]:
+            raise ValueError(f"got {background.shape[0]} background frames for a batch of {frames.shape[0]}")
+        background = background.view(background.shape[0], *([1] * (frames.ndim - 4)), *background.shape[1:])
+    return (frames - background + offset).clamp(0, 1)
+
+
+def _unit_float(x: torch.Tensor, what: str) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if x.is_floating_point():
+        return x.float()
+    raise TypeError(f"{what}: unsupported dtype {x.dtype}; expected uint8 or float in [0, 1]")
+
+
+def _background_chw(background, channels_last: Optional[bool], device) -> torch.Tensor:
+    """A background tensor (B,H,W,3) / (B,3,H,W) / (H,W,3) / (3,H,W) -> float (..., 3, H, W) in [0, 1] on ``device``."""
+    if not isinstance(background, torch.Tensor) or background.ndim not in (3, 4):
+        shape = tuple(background.shape) if hasattr(background, "shape") else type(background).__name__
+        raise ValueError(f"background must be a (B,H,W,3) / (B,3,H,W) tensor, or one (H,W,3) / (3,H,W) frame; got {shape}")
+    if channels_last is None:
+        channels_last = background.shape[-1] == 3 and background.shape[-3] != 3
+    bg = background.movedim(-1, -3) if channels_last else background
+    if bg.shape[-3] != 3:
+        raise ValueError(f"background: expected 3 colour channels, got shape {tuple(background.shape)}")
+    return _unit_float(bg.to(device), "background")
+
+
+def _subtract_flat(x: torch.Tensor, background, lead, channels_last: Optional[bool]) -> torch.Tensor:
+    """``x`` (prod(lead), 3, H, W) flattened frames with batch shape ``lead`` -> background-subtracted, same shape."""
+    bg = _background_chw(background, channels_last, x.device)
+    return subtract_background(x.view(*lead, *x.shape[-3:]), bg).view(x.shape)
+
+
+def preprocess_touch2_batch(frames: torch.Tensor, background: Optional[torch.Tensor] = None, size: int = 224,
+                            channels_last: Optional[bool] = None) -> torch.Tensor:
+    """Raw frames or clips, on any device -> AnyTouch 2 model input.
+
+    In this order: background subtraction in float (:func:`subtract_background`; skipped when ``background`` is
+    None), resize of every frame to (size, size) (bilinear, antialiased, aspect ratio not kept), CLIP statistics.
+
+    Args:
+        frames: uint8 (or float in [0, 1], used as is) tensor, (B,T,H,W,3) / (B,T,3,H,W) clips or (B,H,W,3) /
+            (B,3,H,W) images, RGB, oldest frame first.
+        background: uint8 / float (B,H,W,3) / (B,3,H,W), one frame per sample, or one (H,W,3) / (3,H,W) frame for
+            the whole batch; at the frames' resolution (before any resize).
+        size: output side length (the encoder's ``image_size``).
+        channels_last: whether the channel axis is last; inferred by default as for :func:`preprocess_touch_batch`.
+
+    Returns:
+        (B,T,3,size,size) or (B,3,size,size), float32, CLIP-normalised, on the frames' device.
+    """
+    x, lead, channels_last = _flat_frames(frames, channels_last, "preprocess_touch2_batch", "preprocess_touch2")
+    x = _unit_float(x, "preprocess_touch2_batch")
+    if background is not None:
+        x = _subtract_flat(x, background, lead, channels_last)
+    x = _resize(x, (size, size), "bilinear")
+    return normalize(x, CLIP_MEAN, CLIP_STD).reshape(*lead, 3, size, size)
+
+
+def preprocess_touch2(frames: Union[ImageLike, Sequence[ImageLike]], background: Optional[ImageLike] = None,
+                      size: int = 224) -> torch.Tensor:
+    """One frame or a clip (PIL images, arrays or tensors, as for :func:`preprocess_touch`) -> AnyTouch 2 input.
+
+    Returns (3, size, size) for one frame, (T, 3, size, size) for a clip (a list, or a 4-D array / tensor).
+    """
+    single = not isinstance(frames, (list, tuple)) and not (isinstance(frames, (np.ndarray, torch.Tensor))
+                                                             and frames.ndim == 4)
+    seq = [frames] if single else list(frames)
+    if not seq:
+        raise ValueError("preprocess_touch2 got an empty clip")
+    bg = None if background is None else to_uint8_chw(background)
+    x = preprocess_touch2_batch(torch.stack([to_uint8_chw(f) for f in seq]), bg, size, channels_last=False)
+    return x[0] if single else x

@@ -1,6 +1,8 @@
-"""Sensor names and ids of AnyTouch (ICLR 2025), spec section 1.4.
+"""Sensor names and ids of AnyTouch (ICLR 2025) and AnyTouch 2 (ICLR 2026).
 
-Id -1 is the universal token; it indexes the last slot of the sensor table (slot 9 of 10).
+Both families share the ids 0-4; AnyTouch 2 adds ``dm`` (5). Id -1 is the universal token; it indexes the last
+slot of the model's sensor table, so the slot it lands in depends on the family (:data:`SENSOR_TABLE_SIZE`): slot 9
+of 10 for AnyTouch 1, slot 19 of 20 for AnyTouch 2.
 """
 from __future__ import annotations
 
@@ -16,9 +18,17 @@ SENSOR_IDS = {
     "gelslim": 2,
     "gelsight_mini": 3,
     "duragel": 4,
+    "dm": 5,  # new in AnyTouch 2
     "universal": -1,
 }
 UNIVERSAL = -1
+# rows of the sensor table per model family; the universal token is the last row
+SENSOR_TABLE_SIZE = {"anytouch": 10, "anytouch2": 20}
+# the named sensors each family was trained on
+FAMILY_SENSORS = {
+    "anytouch": ("gelsight", "digit", "gelslim", "gelsight_mini", "duragel"),
+    "anytouch2": ("gelsight", "digit", "gelslim", "gelsight_mini", "duragel", "dm"),
+}
 
 SensorLike = Union[int, np.integer, str, Sequence[Union[int, str]], np.ndarray, torch.Tensor]
 
@@ -95,3 +105,13 @@ def sensor_tensor(sensor: SensorLike, batch: int, num_slots: int, device=None) -
             f"(ids 0..{num_slots - 1}, -1 = universal)"
         )
     return torch.where(ids < 0, torch.full_like(ids, num_slots - 1), ids)
+
+
+def sensor_slot(name_or_id: Union[int, np.integer, str, torch.Tensor], family: str = "anytouch") -> int:
+    """The sensor-table row a sensor name or id selects in a model of ``family`` ("anytouch" or "anytouch2").
+
+    ``-1`` / ``"universal"`` is the last row: 9 for AnyTouch 1, 19 for AnyTouch 2. Out-of-range ids raise ValueError.
+    """
+    if family not in SENSOR_TABLE_SIZE:
+        raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(SENSOR_TABLE_SIZE)}")
+    return int(sensor_tensor(sensor_id(name_or_id), 1, SENSOR_TABLE_SIZE[family])[0])

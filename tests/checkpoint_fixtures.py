@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from anytouch2_fixtures import released_file, tiny_encoder
 
+from anytouch.checkpoint import anytouch2 as a2
 from anytouch.checkpoint import ours
 from anytouch.models import AnyTouchModel
 from anytouch.models.config import get_arch
@@ -178,6 +180,9 @@ def write_every_format(root: Path) -> dict:
         text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2, mlp_ratio=2.0))
     torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in oc.state_dict().items()}}, root / "oc.pt")
     out["open_clip"] = root / "oc.pt"
+    enc = tiny_encoder(4)
+    out["anytouch2"] = released_file(enc, root / "at2.pth")
+    out["anytouch2_st"] = a2.export_safetensors(enc, root / "at2.safetensors")
     return out
 
 

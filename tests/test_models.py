@@ -66,7 +66,7 @@ def test_sensor_tokens_by_name_and_universal(mae):
     assert torch.equal(seen["x"][1, 1:6], enc.sensor_tokens[9])
     with pytest.raises(ValueError, match="out of range"):
         enc(img, 10)
-    assert set(SENSOR_IDS) == {"gelsight", "digit", "gelslim", "gelsight_mini", "duragel", "universal"}
+    assert set(SENSOR_IDS) == {"gelsight", "digit", "gelslim", "gelsight_mini", "duragel", "dm", "universal"}
 
 
 def test_patch_embedding_equivalences(mae):

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
-from . import hf_clip, open_clip, original, ours
+from . import anytouch2, hf_clip, open_clip, original, ours
 from .common import ConfigLike, ConversionReport
 from .files import CheckpointFile, LoadedCheckpoint
 from .io import ORIGINAL_ALLOW
@@ -62,7 +62,8 @@ class Format:
         description: what it is, for the error listing the accepted formats ("an original AnyTouch stage-1 file").
         detect: True for files of this format (see the module docstring); tried in registry order.
         build: makes a module from the :class:`LoadedCheckpoint` (see :data:`Builder`).
-        kind: ``content -> "stage1" | "stage2" | "clip"``: what the weights are.
+        kind: ``content -> "stage1" | "stage2" | "clip" | "encoder"``: what the weights are ("encoder": an
+            encoder-only family such as AnyTouch 2, which training neither starts from nor resumes).
         read: ``CheckpointFile -> (content, report or None)``; default: the unwrapped state dict.
         arch: ``content -> the stored ArchConfig dict``, or None when the format stores none.
         folder_files: weights file names looked for, in order, when a checkpoint folder is given.
@@ -93,6 +94,9 @@ FORMATS: Tuple[Format, ...] = (
     Format("original_stage1", "an original AnyTouch stage-1 file",
            lambda f: original.detect_stage1(f.state_dict), original.build, kind=lambda sd: "stage1",
            allow=ORIGINAL_ALLOW),
+    Format("anytouch2", "an AnyTouch 2 encoder, upstream probe file or its .safetensors export",
+           lambda f: anytouch2.detect(f.obj), anytouch2.build, kind=lambda obj: "encoder",
+           read=lambda f: (f.obj, None), allow=ORIGINAL_ALLOW),
     Format("hf_clip", "a Hugging Face CLIP folder or state dict", lambda f: hf_clip.detect(f.state_dict),
            hf_clip.build, kind=lambda sd: "clip", folder_files=("model.safetensors", "pytorch_model.bin")),
     Format("open_clip", "an open_clip CLIP state dict", lambda f: open_clip.detect(open_clip.unwrap(f.state_dict)),

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Tuple, Union
 
 __all__ = [
     "TowerCfg",
@@ -22,6 +22,9 @@ __all__ = [
     "get_arch",
     "arch_from_hf_config",
     "arch_from_dict",
+    "read_clip_config",
+    "AnyTouch2Config",
+    "ANYTOUCH2_FRAME_STRIDE",
 ]
 
 
@@ -160,11 +163,8 @@ def _act(name: str) -> str:
     raise ValueError(f"unsupported activation {name!r} in CLIP config; expected 'gelu' or 'quick_gelu'")
 
 
-def arch_from_hf_config(path: Union[str, Path], base: Union[str, ArchConfig] = "anytouch-l14") -> ArchConfig:
-    """Read tower sizes from a Hugging Face CLIP ``config.json`` (or the folder holding it).
-
-    The MAE decoder, sensor table and LoRA settings come from ``base`` (default: the paper's values).
-    """
+def read_clip_config(path: Union[str, Path]) -> Tuple[Path, dict]:
+    """``(config.json path, parsed dict)`` of a Hugging Face CLIP ``config.json`` (or the folder holding it)."""
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
@@ -180,6 +180,15 @@ def arch_from_hf_config(path: Union[str, Path], base: Union[str, ArchConfig] = "
         ) from None
     if not isinstance(cfg, dict) or "vision_config" not in cfg:
         raise ValueError(f"{path} is not a CLIP config.json (no 'vision_config' key)")
+    return path, cfg
+
+
+def arch_from_hf_config(path: Union[str, Path], base: Union[str, ArchConfig] = "anytouch-l14") -> ArchConfig:
+    """Read tower sizes from a Hugging Face CLIP ``config.json`` (or the folder holding it).
+
+    The MAE decoder, sensor table and LoRA settings come from ``base`` (default: the paper's values).
+    """
+    path, cfg = read_clip_config(path)
     vision = _hf_tower(cfg.get("vision_config") or {})
     t = {**_HF_TEXT_DEFAULTS, **{k: x for k, x in (cfg.get("text_config") or {}).items() if x is not None}}
     text = TextCfg(
@@ -221,3 +230,62 @@ def get_arch(spec: Union[str, Path, ArchConfig, Mapping[str, Any]]) -> ArchConfi
     if p.exists():
         return arch_from_hf_config(p)
     raise ValueError(f"unknown architecture {s!r}; expected a preset ({', '.join(ARCH_PRESETS)}) or a CLIP config.json path")
+
+
+# --- AnyTouch 2 (docs/anytouch2.md) --------------------------------------------------------------------------------
+
+# The frame-sampling stride each released variant was trained with (a data convention, stored in no weights file).
+ANYTOUCH2_FRAME_STRIDE = {4: 2, 2: 6}
+
+
+def _vit_b16() -> TowerCfg:
+    return TowerCfg(width=768, layers=12, heads=12, mlp_width=3072, patch_size=16, image_size=224)
+
+
+@dataclass
+class AnyTouch2Config:
+    """The AnyTouch 2 touch encoder: a CLIP ViT over tubes of ``tube_size`` frames (ViT-B/16 at 224 by default).
+
+    ``frame_stride`` is the sampling stride between the frames of a clip (not the temporal tube): by default the one
+    the released variant of that frame count used (4 frames -> 2, 2 frames -> 6), else 1.
+    """
+
+    name: str = "anytouch2-b16"
+    projection_dim: int = 512
+    touch: TowerCfg = field(default_factory=_vit_b16)
+    num_frames: int = 4
+    tube_size: int = 2
+    num_sensors: int = 20  # the last row is the universal token (id -1)
+    tokens_per_sensor: int = 5
+    frame_stride: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.touch, Mapping):
+            self.touch = TowerCfg(**self.touch)
+        if self.tube_size < 1 or self.num_frames < self.tube_size or self.num_frames % self.tube_size:
+            raise ValueError(f"num_frames={self.num_frames} must be a positive multiple of tube_size={self.tube_size}")
+        if self.touch.image_size % self.touch.patch_size:
+            raise ValueError(f"image_size={self.touch.image_size} is not a multiple of patch_size={self.touch.patch_size}")
+        if self.frame_stride is None:
+            self.frame_stride = ANYTOUCH2_FRAME_STRIDE.get(self.num_frames, 1)
+
+    @property
+    def num_tubes(self) -> int:
+        return self.num_frames // self.tube_size
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens of the whole clip: ``num_tubes`` grids of ``grid x grid``."""
+        return self.num_tubes * self.touch.num_patches
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AnyTouch2Config":
+        """Inverse of :meth:`to_dict` (strict about unknown keys)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown AnyTouch 2 config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        return cls(**d)
