@@ -194,3 +194,27 @@ def test_probe_file_guards(tmp_path, cfg):
     released_file(enc, tmp_path / "enc.pth")
     with pytest.raises(ValueError, match="not an AnyTouch 2 probe file"):
         anytouch.load_probe(tmp_path / "enc.pth", config=cfg)
+
+
+def test_cli_converts_and_exports_anytouch2_files(tmp_path, capsys):
+    """anytouch convert: released layout -> safetensors -> upstream, features unchanged; --to ours is refused with
+    the way out; anytouch export defaults to clip input for the family."""
+    from anytouch import load_encoder
+    from anytouch.cli import main
+
+    enc = tiny_encoder(2)
+    src = released_file(enc, tmp_path / "at2.pth")
+    cfg = str(clip_config(tmp_path / "config.json"))
+    assert main(["convert", str(src), str(tmp_path / "at2.safetensors"), "--config", cfg]) == 0
+    assert main(["convert", str(tmp_path / "at2.safetensors"), str(tmp_path / "back.pth"), "--to", "original"]) == 0
+    clip = torch.rand(2, 2, 3, 32, 32)
+    sensor = torch.tensor([1, -1])
+    with torch.no_grad():
+        want = enc(clip, sensor)
+        for path, config in (("at2.safetensors", None), ("back.pth", cfg)):  # the export carries its architecture
+            torch.testing.assert_close(load_encoder(tmp_path / path, config)(clip, sensor), want, rtol=0, atol=0)
+    assert main(["convert", str(src), str(tmp_path / "x.pth"), "--to", "ours", "--config", cfg]) == 2
+    assert "--to safetensors or --to upstream" in capsys.readouterr().err
+    assert main(["export", "-c", str(tmp_path / "at2.safetensors"), "-o", str(tmp_path / "exp"), "--format", "torchscript"]) == 0
+    traced = torch.jit.load(str(next((tmp_path / "exp").glob("*.torchscript.pt"))))
+    torch.testing.assert_close(traced(clip, sensor), want, rtol=1e-5, atol=1e-5)  # a clip input by default

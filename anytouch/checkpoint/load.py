@@ -70,6 +70,8 @@ def load_model(checkpoint: PathLike, config: ConfigLike = None, *, inflate: str 
             A stage-1 file gives a model without vision/text towers (``encode_vision`` / ``encode_text`` raise).
             A CLIP checkpoint gives the CLIP-initialised stage-2 model (the towers are CLIP's, the touch encoder is
             CLIP's vision tower with its patch kernel inflated over frames, LoRA and heads start fresh).
+            An AnyTouch 2 file (released encoder, upstream probe file or our export) gives its
+            :class:`~anytouch.models.anytouch2.AnyTouch2Encoder`, the family's only model (docs/anytouch2.md).
         config: for original and CLIP files: the CLIP ``config.json`` (or its folder) that supplies head counts and
             activations, or an ArchConfig / preset name. Optional: without it the sizes are inferred from the
             tensors (heads = width // 64 for the towers, 16 for the decoder). Our own files carry their

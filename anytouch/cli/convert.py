@@ -12,12 +12,15 @@ def add_parser(sub) -> None:
     """Add ``convert`` and ``export`` to the ``anytouch`` subparsers ``sub``."""
     p = sub.add_parser("convert", help="convert checkpoints: any supported format -> ours / original / safetensors",
                        description="Read any checkpoint anytouch.load_model reads (ours, the original AnyTouch "
-                                   "stage-1/2 files, CLIP) and write it as ours (.pth), safetensors weights (no "
-                                   "optimizer state) or the original AnyTouch layout.")
+                                   "stage-1/2 files, CLIP, AnyTouch 2) and write it as ours (.pth), safetensors "
+                                   "weights (no optimizer state) or the original layout. AnyTouch 2 encoders convert "
+                                   "to safetensors (architecture in the metadata) or to the released upstream "
+                                   "layout (--to original or --to upstream).")
     p.add_argument("src", help="input checkpoint file or folder")
     p.add_argument("dst", help="output file")
-    p.add_argument("--to", choices=("ours", "safetensors", "original"), default=None,
-                   help="output format (default: safetensors for a .safetensors name, else ours)")
+    p.add_argument("--to", choices=("ours", "safetensors", "original", "upstream"), default=None,
+                   help="output format (default: safetensors for a .safetensors name, else ours; for AnyTouch 2 "
+                        "files: else upstream); 'upstream' is the AnyTouch 2 name of 'original'")
     p.add_argument("--config", default=None, help="CLIP config.json / folder / preset for original and CLIP inputs")
     p.set_defaults(func=convert)
 
@@ -28,8 +31,10 @@ def add_parser(sub) -> None:
     add_model_args(p, device=False)
     p.add_argument("--output", "-o", required=True, help="output folder")
     p.add_argument("--format", nargs="+", choices=("onnx", "torchscript"), default=["onnx", "torchscript"])
-    p.add_argument("--input", choices=("image", "clip"), default="image", help="exported input kind (default image)")
-    p.add_argument("--pooling", choices=("cls", "global"), default="cls")
+    p.add_argument("--input", choices=("image", "clip"), default=None,
+                   help="exported input kind (default: image for AnyTouch 1, clip for AnyTouch 2)")
+    p.add_argument("--pooling", choices=("cls", "global", "tokens", "none", "last"), default="cls",
+                   help="cls / global (AnyTouch 1), cls / tokens / none / last (AnyTouch 2); default cls")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff accepted (default 1e-4)")
     p.set_defaults(func=export, device="cpu")
@@ -39,16 +44,22 @@ def convert(args) -> int:
     """Load ``src`` in any supported format and write it in the ``--to`` format."""
     # here, not at the top: these import torch (keeps anytouch --help fast)
     from ..adapt import recorded_slots
-    from ..api import load_model
-    from ..checkpoint import atomic_save, export_safetensors, make_checkpoint
+    from ..checkpoint import anytouch2, atomic_save, build, export_safetensors, make_checkpoint, read_checkpoint
     from ..checkpoint.original import to_original_stage1, to_original_stage2
 
-    to = args.to or ("safetensors" if args.dst.endswith(".safetensors") else "ours")
-    check_output_file(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
-                      f"the destination of --to {to}")
     if not Path(args.src).exists():
         raise CLIError(f"{args.src}: no such checkpoint file or folder")
-    model = load_model(args.src, config=args.config, merge_lora=to != "original")
+    to = args.to or ("safetensors" if args.dst.endswith(".safetensors") else "ours")
+    # before reading a multi-GB file, not after
+    check_output_file(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
+                      f"the destination of --to {to}")
+    loaded = read_checkpoint(args.src)
+    if loaded.format == anytouch2.FORMAT:
+        return _convert_anytouch2(args, loaded)
+    if to == "upstream":
+        raise CLIError(f"--to upstream is for AnyTouch 2 files; {args.src} is a {loaded.format} checkpoint "
+                       "(use --to original for the original AnyTouch layout)")
+    model, _ = build(loaded, "model", args.config, merge_lora=to != "original")
     if to == "original":
         if model.has_towers:
             sd = to_original_stage2(model.state_dict(), lora_rank=model.arch.lora_rank)
@@ -68,12 +79,29 @@ def convert(args) -> int:
     return 0
 
 
+def _convert_anytouch2(args, loaded) -> int:
+    """An AnyTouch 2 file (already read) -> its safetensors export or the released upstream layout."""
+    from ..checkpoint import anytouch2, build  # here, not at the top: imports torch (keeps anytouch --help fast)
+
+    if args.to == "ours":
+        raise CLIError(f"{args.src} is an AnyTouch 2 encoder; it converts to --to safetensors or --to upstream "
+                       "(our .pth format holds AnyTouch 1 models)")
+    to = "safetensors" if args.to == "safetensors" or (args.to is None and args.dst.endswith(".safetensors")) \
+        else "upstream"
+    encoder, _ = build(loaded, "encoder", args.config)
+    out = anytouch2.export_safetensors(encoder, args.dst) if to == "safetensors" else \
+        anytouch2.save_upstream(encoder, args.dst)
+    print(f"{args.src} -> {out} ({to}, AnyTouch 2 encoder, {encoder.num_frames} frames)")
+    return 0
+
+
 def export(args) -> int:
     """Export the touch encoder and compare each exported file with PyTorch."""
     from ..export import export_encoder  # here, not at the top: imports torch (keeps anytouch --help fast)
 
     enc = load_from_args(args, "encoder")
-    checks = export_encoder(enc, args.output, formats=args.format, input=args.input, pooling=args.pooling,
+    kind = args.input or ("clip" if getattr(enc, "family", "") == "anytouch2" else "image")
+    checks = export_encoder(enc, args.output, formats=args.format, input=kind, pooling=args.pooling,
                             opset=args.opset)
     for c in checks.values():
         diff = "not compared" if c.max_abs_diff is None else f"max abs diff {c.max_abs_diff:.3g}"
