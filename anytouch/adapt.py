@@ -37,9 +37,10 @@ class AdaptResult:
     eval_after: float = float("nan")  # ... and after training (same masks)
 
 
-def free_slots(num_sensors: int = 10) -> List[int]:
-    """Slots no named sensor uses (the universal token, the last slot, excluded): 5..8 for the paper's table."""
-    used = {SENSOR_IDS[n] % num_sensors for n in FAMILY_SENSORS["anytouch"] + ("universal",)}
+def free_slots(num_sensors: int = 10, family: str = "anytouch") -> List[int]:
+    """Slots no sensor of ``family`` was trained on (the universal token, the last slot, excluded): 5..8 for the
+    AnyTouch paper's table, 6..18 for AnyTouch 2's."""
+    used = {SENSOR_IDS[n] % num_sensors for n in FAMILY_SENSORS[family] + ("universal",)}
     return [s for s in range(num_sensors - 1) if s not in used]
 
 

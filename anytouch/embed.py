@@ -11,7 +11,10 @@ What becomes a row (spec 1.3: an image is a 3-frame clip of identical frames; a 
 * any other folder is searched recursively for images and videos; files of other types in it are skipped and
   listed by :func:`scan_inputs` (``anytouch embed`` reports them).
 
-Frames are preprocessed like the original's test transform (:func:`anytouch.preprocess.preprocess_touch`).
+Frames are preprocessed by the encoder's own ``preprocess`` (AnyTouch 1: like the original's test transform,
+:func:`anytouch.preprocess.preprocess_touch`; AnyTouch 2: background subtraction and CLIP statistics), and a window
+is the encoder's own: 3 consecutive frames for AnyTouch 1, ``num_frames`` frames ``frame_stride`` apart for
+AnyTouch 2 (docs/anytouch2.md).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -105,44 +108,67 @@ def _frames(kind: str, path: Path, strict: bool = False) -> Iterator[Union[np.nd
     return (read_image(str(f)) for f in sorted(path.iterdir(), key=_natural_key) if f.is_file() and _is_image(f))
 
 
-def iter_units(units: Iterable[Tuple[str, Path]], image_size: int, stride: int = 1, strict: bool = False
+def iter_units(units: Iterable[Tuple[str, Path]], image_size: int, stride: int = 1, strict: bool = False, *,
+               frames: int = CLIP_FRAMES, frame_stride: int = 1,
+               preprocess: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
                ) -> Iterator[Tuple[str, Path, int, torch.Tensor]]:
-    """Yield ``(kind, path, t, tensor)``: images as (3, S, S) with t = 0; videos / clip folders as (3, 3, S, S)
-    windows starting at frame t, every ``stride`` frames. Raises DataError for a video or folder with < 3 frames.
+    """Yield ``(kind, path, t, tensor)``: images as (3, S, S) with t = 0; videos / clip folders as (frames, 3, S, S)
+    windows of ``frames`` frames ``frame_stride`` apart starting at frame t, every ``stride`` frames (AnyTouch 1:
+    3 consecutive frames; an AnyTouch 2 encoder gives its own ``num_frames`` and ``frame_stride``). Raises
+    DataError for a video or folder too short for one window.
+
+    ``preprocess`` maps one raw frame (1, 3, H, W) uint8 to (1, 3, S, S) model input (an encoder's
+    ``preprocess``, with its background frame); by default :func:`anytouch.preprocess.preprocess_touch`. Each frame
+    is preprocessed once, however many windows it is part of.
 
     A video that decodes fewer frames than its header promises warns ("decoded N of M frames"), or raises
     DataError when ``strict`` (:func:`anytouch.data.io.read_video_frames`)."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    if preprocess is None:
+        def preprocess(x: torch.Tensor) -> torch.Tensor:
+            return preprocess_touch(x[0], size=image_size).unsqueeze(0)
+    span = (frames - 1) * frame_stride + 1  # raw frames one window covers
     for kind, path in units:
         if kind == "image":
-            yield kind, path, 0, preprocess_touch(read_image(str(path)), size=image_size)
+            yield kind, path, 0, preprocess(_chw(read_image(str(path))))[0]
             continue
-        window: deque = deque(maxlen=CLIP_FRAMES)
+        window: deque = deque(maxlen=span)
         count = 0
         for t, frame in enumerate(_frames(kind, path, strict)):
-            window.append(preprocess_touch(frame, size=image_size))
+            window.append(preprocess(_chw(frame))[0])
             count += 1
-            start = t - CLIP_FRAMES + 1
+            start = t - span + 1
             if start >= 0 and start % stride == 0:
-                yield kind, path, start, torch.stack(list(window))
-        if count < CLIP_FRAMES:
-            raise DataError(f"{path}: {count} frame(s); a clip needs at least {CLIP_FRAMES}", str(path))
+                yield kind, path, start, torch.stack(list(window)[::frame_stride])
+        if count < span:
+            raise DataError(f"{path}: {count} frame(s); a clip needs at least {span} "
+                            f"(this encoder's window: {frames} frames, {frame_stride} apart)", str(path))
+
+
+def _chw(frame: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+    """A decoded frame ((3,H,W) tensor from the image reader, (H,W,3) array from the video reader) -> (1,3,H,W)."""
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1) if isinstance(frame, np.ndarray) else frame
+    return x.unsqueeze(0)
 
 
 @torch.no_grad()
 def embed_paths(encoder, paths: Sequence[Union[str, Path]], sensor: SensorLike = "universal", pooling: str = "cls",
                 batch_size: int = 32, video_mode: str = "clips", stride: int = 1, clip_folders: bool = False,
-                normalize: bool = False, dtype: Optional[torch.dtype] = None, strict: bool = False
-                ) -> Tuple[np.ndarray, List[str]]:
+                normalize: bool = False, dtype: Optional[torch.dtype] = None, strict: bool = False,
+                background: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, List[str]]:
     """Embed every unit found under ``paths`` (see the module docstring). Returns (features (N, P) float32, names).
+
+    The encoder's own input contract is used: its ``preprocess`` (statistics, resize; ``background``, a (3,H,W)
+    uint8 no-contact frame, is subtracted first: AnyTouch 2 is trained with it), its ``num_frames`` and
+    ``frame_stride``.
 
     ``dtype`` (e.g. ``torch.bfloat16`` on a GPU) runs the encoder under autocast; ``normalize`` L2-normalises rows.
     ``strict``: a truncated video (fewer frames decoded than its header promises) raises DataError instead of a
     warning.
     """
     if video_mode not in ("clips", "mean"):
-        raise ValueError(f"video_mode={video_mode!r}; expected 'clips' (one row per 3-frame window) or 'mean'")
+        raise ValueError(f"video_mode={video_mode!r}; expected 'clips' (one row per window) or 'mean'")
     units = find_inputs(paths, clip_folders)
     dev = next(encoder.parameters()).device
     feats: List[torch.Tensor] = []
@@ -160,7 +186,13 @@ def embed_paths(encoder, paths: Sequence[Union[str, Path]], sensor: SensorLike =
         items.clear()
 
     order: Dict[Tuple[str, str], int] = {}  # input order (batches of images and clips flush out of order)
-    for kind, path, t, x in iter_units(units, encoder.image_size, stride, strict=strict):
+    bg = None if background is None else torch.as_tensor(background).to(dev)
+
+    def prep(frame: torch.Tensor) -> torch.Tensor:
+        return encoder.preprocess(frame.to(dev), background=bg).cpu()
+
+    for kind, path, t, x in iter_units(units, encoder.image_size, stride, strict=strict, frames=encoder.num_frames,
+                                       frame_stride=getattr(encoder, "frame_stride", 1), preprocess=prep):
         order.setdefault((kind, str(path)), len(order))
         ndim = x.ndim + 1
         pending[ndim].append((kind, path, t, x))

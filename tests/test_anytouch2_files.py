@@ -218,3 +218,34 @@ def test_cli_converts_and_exports_anytouch2_files(tmp_path, capsys):
     assert main(["export", "-c", str(tmp_path / "at2.safetensors"), "-o", str(tmp_path / "exp"), "--format", "torchscript"]) == 0
     traced = torch.jit.load(str(next((tmp_path / "exp").glob("*.torchscript.pt"))))
     torch.testing.assert_close(traced(clip, sensor), want, rtol=1e-5, atol=1e-5)  # a clip input by default
+
+
+def test_embed_uses_the_family_window_statistics_and_background(tmp_path):
+    """anytouch embed on an AnyTouch 2 checkpoint: windows of num_frames frames frame_stride apart, the encoder's
+    own preprocessing with the background frame; equal to preprocessing and encoding by hand."""
+    import cv2
+    import numpy as np
+
+    from anytouch.cli import main
+
+    enc = tiny_encoder(2)  # 2 frames, 6 apart
+    ckpt = a2.export_safetensors(enc, tmp_path / "at2.safetensors")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(9)]
+    clip_dir = tmp_path / "clip"
+    clip_dir.mkdir()
+    for t, f in enumerate(frames):
+        cv2.imwrite(str(clip_dir / f"{t}.png"), f[..., ::-1])
+    bg = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "bg.png"), bg[..., ::-1])
+    out = tmp_path / "feats.npy"
+    assert main(["embed", str(clip_dir), "--clip-folders", "-c", str(ckpt), "-s", "dm", "--background",
+                 str(tmp_path / "bg.png"), "-o", str(out)]) == 0
+    got = np.load(out)
+    names = (tmp_path / "feats.names.txt").read_text().split()
+    assert names == [f"{clip_dir}#{t}" for t in range(3)]  # starts 0, 1, 2: frames (t, t+6) of 9
+    for t in range(3):
+        x = enc.preprocess(torch.from_numpy(np.stack([frames[t], frames[t + 6]]))[None], torch.from_numpy(bg))
+        with torch.no_grad():
+            want = enc(x, "dm").numpy()[0]
+        np.testing.assert_allclose(got[t], want, rtol=1e-5, atol=1e-5)

@@ -80,17 +80,19 @@ def load_from_args(args, what: str):
     return fn(args.checkpoint, config=args.config).to(device(args.device))
 
 
-def check_sensor_slot(checkpoint: str, sensor: int, num_sensors: int, option: str = "--sensor") -> None:
-    """A CLIError for a sensor id naming a slot no one trained: the free slots (5-8) are random unless
-    ``anytouch adapt`` trained them, which the adapted checkpoint records."""
+def check_sensor_slot(checkpoint: str, sensor: int, num_sensors: int, option: str = "--sensor",
+                      family: str = "anytouch") -> None:
+    """A CLIError for a sensor id naming a slot no one trained: the free slots (AnyTouch 1: 5-8; AnyTouch 2: 6-18)
+    are random unless ``anytouch adapt`` trained them, which the adapted checkpoint records."""
     from ..adapt import free_slots, recorded_slots  # here, not at the top: imports torch (slow --help)
 
     slot = sensor % num_sensors
-    if slot not in free_slots(num_sensors) or slot in recorded_slots(checkpoint):
+    if slot not in free_slots(num_sensors, family) or slot in recorded_slots(checkpoint):
         return
-    raise CLIError(f"{option} {sensor}: slot {slot} of {checkpoint} was never trained (it is no paper sensor and the "
-                   f"checkpoint records no 'anytouch adapt' of it); use {option} universal, or train the slot first: "
-                   f"anytouch adapt FRAMES -c {checkpoint} -o adapted.pth --slot {slot}")
+    raise CLIError(f"{option} {sensor}: slot {slot} of {checkpoint} was never trained (no sensor of the "
+                   f"{family} family uses it and the checkpoint records no 'anytouch adapt' of it); use {option} "
+                   f"universal, or train the slot first: anytouch adapt FRAMES -c {checkpoint} -o adapted.pth "
+                   f"--slot {slot}")
 
 
 def user_errors() -> tuple:

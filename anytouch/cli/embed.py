@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bf16", action="store_true",
                    help="run the encoder under bfloat16 autocast, on a GPU and on a CPU alike (on most CPUs slower "
                         "than fp32; the precision is recorded in the output's metadata)")
+    p.add_argument("--background", metavar="IMAGE", default=None,
+                   help="a no-contact frame of the same sensor, subtracted from every frame first (AnyTouch 2 is "
+                        "trained with it; statistics and frame window always follow the checkpoint's family)")
     p.add_argument("--strict", action="store_true",
                    help="a truncated video (fewer frames decoded than its header promises) is an error, not a warning")
     p.set_defaults(func=run)
@@ -47,6 +50,7 @@ def run(args) -> int:
     """Embed the inputs and write the features file and its names file."""
     import torch  # here, not at the top: keeps anytouch --help fast
 
+    from ..data.io import read_image  # here, not at the top: imports torch
     from ..embed import embed_paths, names_file, save_features, scan_inputs  # here: imports torch
 
     inputs = list(args.inputs)
@@ -64,14 +68,15 @@ def run(args) -> int:
         print(f"anytouch embed: skipped {len(found.skipped)} file(s) of other types in the input folders: {shown}",
               file=sys.stderr)
     enc = load_from_args(args, "encoder")
-    check_sensor_slot(args.checkpoint, args.sensor, enc.num_sensors)
+    check_sensor_slot(args.checkpoint, args.sensor, enc.num_sensors, family=enc.family)
     dtype = torch.bfloat16 if args.bf16 else None
+    background = read_image(args.background) if args.background else None
     feats, names = embed_paths(enc, inputs, sensor=args.sensor, pooling=args.pooling,
                                batch_size=args.batch_size, video_mode=args.video_mode, stride=args.stride,
                                clip_folders=args.clip_folders, normalize=args.normalize, dtype=dtype,
-                               strict=args.strict)
+                               strict=args.strict, background=background)
     meta = {"checkpoint": str(args.checkpoint), "sensor": str(args.sensor), "pooling": args.pooling,
-            "video_mode": args.video_mode, "normalized": str(args.normalize),
+            "video_mode": args.video_mode, "normalized": str(args.normalize), "background": str(args.background),
             "precision": f"bf16 autocast on {next(enc.parameters()).device.type}" if args.bf16 else "fp32"}
     files = save_features(args.output, feats, names, meta)
     print(f"embedded {len(names)} rows -> {files[0]} {tuple(feats.shape)}, names -> {files[1]}")

@@ -89,7 +89,7 @@ def tsne(args) -> int:
 
     enc = load_from_args(args, "encoder")
     if args.sensor is not None:
-        check_sensor_slot(args.checkpoint, args.sensor, enc.num_sensors)
+        check_sensor_slot(args.checkpoint, args.sensor, enc.num_sensors, family=enc.family)
     if args.dataset:
         sets = [(build_dataset(name, split=args.split, **_data_source(args.data_root), image_size=enc.image_size,
                                train=False),

@@ -47,7 +47,14 @@ class TouchEncoder(nn.Module):
     ``forward(touch, sensor, pooling="cls") -> (B, projection_dim)`` (not normalised). ``touch`` is an
     ImageNet-normalised (B, 3, H, W) image batch or (B, T, 3, H, W) clip batch (T >= 3; the first 3 frames are used).
     ``sensor`` is an int, a name, a list, or a tensor of ids (-1 = universal token).
+
+    Input contract (shared with the AnyTouch 2 encoder, so that embedding, streaming and policy code need not know
+    the family): ``num_frames`` consecutive frames (``frame_stride`` 1) make a clip, and
+    :meth:`preprocess` turns raw frames into this input.
     """
+
+    family = "anytouch"  # the sensor-table family (anytouch.sensors.SENSOR_TABLE_SIZE)
+    frame_stride = 1  # a clip is num_frames consecutive frames
 
     def __init__(self, arch: ArchConfig):
         super().__init__()
@@ -75,6 +82,17 @@ class TouchEncoder(nn.Module):
         self.proj = nn.Linear(t.width, arch.projection_dim, bias=False)
 
     # -- inputs ---------------------------------------------------------------------------------------------
+    def preprocess(self, frames: torch.Tensor, background: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Raw frames -> this encoder's input (resize to ``image_size``, ImageNet statistics), on their device.
+
+        ``frames``: uint8 (or float in [0, 1]) (B,H,W,3) / (B,3,H,W) images or (B,T,H,W,3) / (B,T,3,H,W) clips.
+        ``background``: optional no-contact frame(s) subtracted first (the original AnyTouch does not use one).
+        See :func:`anytouch.preprocess.preprocess_touch_batch`.
+        """
+        from ..preprocess import preprocess_touch_batch  # models stay importable without PIL
+
+        return preprocess_touch_batch(frames, size=self.image_size, background=background)
+
     def prepare_input(self, touch: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) image -> 3 identical frames; (B,T,3,H,W) clip -> its first 3 frames. Returns (B,3,3,H,W).
 
