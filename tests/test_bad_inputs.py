@@ -148,6 +148,14 @@ def test_truncated_video_warns_or_raises_with_frame_counts(tmp_path, recwarn):
         assert [t for _, _, t, _ in iter_units([("video", cut)], 16)] == [0, 1]  # 2 windows, and a warning
     with pytest.raises(DataError, match=r"decoded 4 of 10 frames"):
         list(iter_units([("video", cut)], 16, strict=True))
+    from anytouch.checkpoint import save_checkpoint
+    from anytouch.cli import main
+    from anytouch.models import AnyTouchModel
+    from anytouch.models.config import get_arch
+
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", AnyTouchModel(get_arch("tiny"), towers=False), {})
+    assert main(["embed", str(cut), "-c", str(ckpt), "-o", str(tmp_path / "f.npy"), "--strict"]) == 2
+    assert not (tmp_path / "f.npy").exists()  # anytouch embed --strict: an error, nothing written
 
 
 def test_non_utf8_index_files_name_file_and_line(tmp_path):
