@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from anytouch.bench.tasks import TASKS, budget_indices, build_task_dataset, get_
 from anytouch.data import build_dataset
 from anytouch.data import prepare as P
 from anytouch.data.bench_render import K_NORMAL, K_SHEAR, MU, PAD_METRES, press_window, sensor_look
-from anytouch.data.io import DataError
+from anytouch.data.io import DataError, read_image
 from anytouch.data.synthetic_tree import write_synthetic_tree
 from anytouch.data.verify import verify
 
@@ -183,3 +184,24 @@ def test_task_datasets_contract_and_budgets():
         build_task_dataset("force", "test", synthetic=True, budget=0.1)
     with pytest.raises(ValueError, match="unknown task 'forse'"):
         get_task("forse")
+
+
+def test_probe_sets_as_raw_bench_samples(tmp_path):
+    sys.path.insert(0, os.path.dirname(__file__))
+    import fixtures_probe as FP
+
+    root = str(tmp_path)
+    FP.make_feel(root)
+    FP.make_tag_probe(root)
+    feel = build_task_dataset("feel", "test", root=root)
+    s = feel[0]  # can, idx 0: A then B, raw pixels of the files
+    for k, finger in enumerate("AB"):
+        expected = read_image(os.path.join(root, "feel", "can", "touch_during", f"0_{finger}.png")).permute(1, 2, 0)
+        assert torch.equal(s["frames"][k], expected)
+    assert int(s["target"]) == 1 and s["sensor"] == "gelsight" and not s["has_background"]
+    assert not s["background"].any() and feel.labels() == [1]
+    tag = build_task_dataset("tag_material", "test", root=root)
+    assert [int(tag[i]["target"]) for i in range(len(tag))] == [11, 2] and tag[0]["frames"].shape[0] == 1
+    train, val = (build_task_dataset("tag_material", sp, root=root) for sp in ("train", "val"))
+    assert len(train) + len(val) == 7 and not {train[i]["group"] for i in range(len(train))} & \
+        {val[i]["group"] for i in range(len(val))}
