@@ -89,8 +89,8 @@ def test_pose_metrics():
     y_edges = np.radians([-2, -1, -0.5, -0.2, -0.03, 0.03, 0.2, 0.5, 1, 2])
 
     def bins(x):
-        return np.stack([[sum(v >= t for t in t_edges) for v in x[:, 0]], [sum(v >= t for t in t_edges) for v in x[:, 1]],
-                         [sum(v >= t for t in y_edges) for v in x[:, 2]]], 1)
+        return np.stack([[sum(v >= t for t in edges) for v in x[:, k]]
+                         for k, edges in enumerate((t_edges, t_edges, y_edges))], 1)
 
     hits = bins(out) == bins(tgt)
     assert M.compute("sparsh_pose_acc", out, tgt) == pytest.approx(hits.mean())

@@ -27,11 +27,11 @@ from typing import Tuple
 
 import numpy as np
 
-from .synthetic_render import LOOKS, SHAPES, TAG_MATERIALS, Look, height_map, random_scene, render_touch, shade
 from .bench_base import window
+from .synthetic_render import LOOKS, SHAPES, TAG_MATERIALS, Look, height_map, random_scene, render_touch, shade
 
-__all__ = ["background", "PAD_METRES", "K_NORMAL", "K_SHEAR", "MU", "INDENTERS", "sensor_look", "press_window", "pattern_scene", "render_posed", "pose_pair",
-           "squeeze_window"]
+__all__ = ["background", "PAD_METRES", "K_NORMAL", "K_SHEAR", "MU", "INDENTERS", "sensor_look", "press_window",
+           "pattern_scene", "render_posed", "pose_pair", "squeeze_window"]
 
 PAD_METRES = 0.02
 K_NORMAL = 18.0  # N per unit of pad-averaged indentation

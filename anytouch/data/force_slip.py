@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from functools import partial
 from typing import Dict, List, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from .bench_base import IndexedBench, SyntheticBench, bench_sample, check_split, decode_frame, encode_png, window
+from .bench_base import (IndexedBench, SyntheticBench, bench_sample, check_split, decode_frame, encode_png,
+                         window)
 from .bench_render import press_window, sensor_look
+from .extract import place_tree
 from .io import DataError
 from .safe_pickle import load_pickle
 from .spec import BenchTwin, DatasetSpec
@@ -156,8 +157,6 @@ def build_twin(task: str, split: str = "train", num_samples: int = 256, seed: in
 def prepare_force_release(raw: str, root: str, mode: str = "copy") -> Dict[str, int]:
     """A force-estimation download (``<raw>/<indenter>/batch_<k>/``) -> ``<root>/<sensor>-force-estimation/`` by
     ``mode`` = ``copy`` | ``symlink`` (one link per batch); the sensor is read off the frame file names."""
-    if mode not in ("copy", "symlink"):
-        raise ValueError(f"mode {mode!r}; expected 'copy' or 'symlink'")
     batches = sorted(os.path.relpath(d, raw) for d, _, files in os.walk(raw) if FORCES_FILE in files)
     if not batches:
         raise DataError(f"no <indenter>/batch_<k>/{FORCES_FILE} under {raw}", raw)
@@ -169,12 +168,7 @@ def prepare_force_release(raw: str, root: str, mode: str = "copy") -> Dict[str, 
     dest = os.path.join(root, FOLDERS[found.pop()])
     for b in tqdm(batches, desc="force batches", unit="batch"):
         src, dst = os.path.join(raw, b), os.path.join(dest, b)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if mode == "symlink":
-            if not os.path.lexists(dst):
-                os.symlink(os.path.abspath(src), dst)
-        else:
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+        place_tree(src, dst, mode)
     return {"batches": len(batches)}
 
 
@@ -190,7 +184,8 @@ def write_tree(w: TreeWriter) -> None:
             look = sensor_look(sensor)
             seq, contact, trajectories = [], [0], {}
             for j in range(w.sequences):
-                stack, bg, forces, slips = press_window(rng, j % 2, n, 1, w.size, look, re.sub(r"\d", "", rel.split("/")[0]))
+                indenter = re.sub(r"\d", "", rel.split("/")[0])
+                stack, bg, forces, slips = press_window(rng, j % 2, n, 1, w.size, look, indenter)
                 if not seq:
                     seq.append(encode_png(bg))
                 trajectories[j] = {"indexes": list(range(len(seq), len(seq) + n)), "forces": forces,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 from functools import partial
 from typing import Dict
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from .bench_base import IndexedBench, SyntheticBench, bench_sample, check_split, decode_frame, encode_png
 from .bench_render import PAD_METRES, background, pattern_scene, pose_pair, render_posed, sensor_look
+from .extract import place_tree
 from .io import DataError, read_image
 from .probe_sets import carve_validation
 from .safe_pickle import load_pickle
@@ -114,20 +114,13 @@ def build_twin(split: str = "train", num_samples: int = 256, seed: int = 0, imag
 def prepare_pose_release(raw: str, root: str, mode: str = "copy") -> Dict[str, int]:
     """The pose download (``<raw>/{train,test}/<object>/bag_NN.pkl`` and ``<raw>/bgs/``) -> ``<root>/
     digit-pose-estimation/`` by ``mode`` = ``copy`` | ``symlink`` (one link per top folder); checks it is complete."""
-    if mode not in ("copy", "symlink"):
-        raise ValueError(f"mode {mode!r}; expected 'copy' or 'symlink'")
     counts = {part: len(_bags(raw, part)) for part in ("train", "test")}
     for finger in FINGERS:
         if not os.path.isfile(os.path.join(raw, "bgs", f"digit_{finger}.png")):
             raise DataError(f"pose: background {raw}/bgs/digit_{finger}.png not found", raw)
     for part in ("train", "test", "bgs"):
         src, dst = os.path.join(raw, part), os.path.join(root, FOLDER, part)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if mode == "symlink":
-            if not os.path.lexists(dst):
-                os.symlink(os.path.abspath(src), dst)
-        else:
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+        place_tree(src, dst, mode)
     return {"train_bags": counts["train"], "test_bags": counts["test"]}
 
 

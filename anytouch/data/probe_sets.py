@@ -173,7 +173,8 @@ def build_tag_probe(task: str, split: str = "train", root: str = ".", image_size
 # --- Feel -------------------------------------------------------------------------------------------------------
 
 def _load_object_npy(path: str):
-    """``np.load(path, allow_pickle=True)`` for object arrays, but with :class:`~anytouch.data.safe_pickle.NumpyOnlyUnpickler`."""
+    """``np.load(path, allow_pickle=True)`` for object arrays, but with a
+    :class:`~anytouch.data.safe_pickle.NumpyOnlyUnpickler`."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0

@@ -24,7 +24,8 @@ __all__ = ["TreeWriter"]
 
 class TreeWriter:
     """Writes the files of a synthetic tree under ``root``: frames (``image``), caption ``.pt`` files (``text``),
-    comma-separated index files (``lines``), pickles (``pickle``); ``rng(*keys)`` is the seeded generator of one recording."""
+    comma-separated index files (``lines``), JSON files (``json``), pickles (``pickle``); ``rng(*keys)`` is the
+    seeded generator of one recording."""
 
     def __init__(self, root: str, seed: int, size: int, sequences: int, frames: int):
         self.root, self.seed, self.size, self.sequences, self.frames = root, seed, size, sequences, frames
