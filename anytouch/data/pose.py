@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from functools import partial
 from typing import Dict
 
 import numpy as np
