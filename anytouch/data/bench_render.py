@@ -12,8 +12,9 @@ during the frame window (the oldest frame of the window is the start of the drag
 * the gel holds the contact elastically up to ``e_max = MU * Fz / K_SHEAR`` pad units of drag (the friction
   cone), so the shear force is ``(Fx, Fy) = K_SHEAR * min(s, e_max) * (cos a, sin a)`` for a drag ``s`` in
   direction ``a``; the printed markers (GelSight-like looks) are dragged by ``min(s, e_max)``;
-* slip = 1 when the drag went past the elastic limit (``s > e_max``): the contact patch then moved further between
-  the window's first and last frame than the friction cone allows for the indentation seen.
+* slip = 1 when the drag went past the elastic limit (``s > e_max``): the indenter then slides on (0.08 - 0.25 pad
+  units past the limit over the window), so the contact patch moves further between the window's first and last
+  frame than the friction cone allows for the indentation seen; a stuck contact stays within 0.8 ``e_max``.
 
 Pose: a textured pattern pressed into the pad is moved by an SE(2) displacement (dx, dy, dtheta) between two
 frames; the target is that displacement in metres and radians (x along image columns, y along rows, theta from x
@@ -74,7 +75,8 @@ def press_window(rng: np.random.Generator, slip: int, frames: int, stride: int, 
     depth = float(rng.uniform(0.35, 1.0))
     fz = K_NORMAL * float(height_map(scene, size, depth, 0.0, rng).mean())
     e_max = MU * fz / K_SHEAR
-    drag = e_max * float(rng.uniform(1.3, 3.0) if slip else rng.uniform(0.0, 0.8))
+    # stuck: the drag stays inside the elastic limit; slipping: past it, the indenter slides on over the gel
+    drag = e_max + float(rng.uniform(0.08, 0.25)) if slip else e_max * float(rng.uniform(0.0, 0.8))
     angle = float(rng.uniform(0, 2 * math.pi))
     direction = np.array([math.cos(angle), math.sin(angle)])
     span = (frames - 1) * stride
