@@ -206,3 +206,11 @@ def test_probe_sets_as_raw_bench_samples(tmp_path):
     train, val = (build_task_dataset("tag_material", sp, root=root) for sp in ("train", "val"))
     assert len(train) + len(val) == 7 and not {train[i]["group"] for i in range(len(train))} & \
         {val[i]["group"] for i in range(len(val))}
+
+
+def test_force_sensor_follows_the_release_present(tree, tmp_path):
+    os.symlink(os.path.join(tree, "gelsight-force-estimation"), tmp_path / "gelsight-force-estimation")
+    assert build_dataset("force", "test", root=str(tmp_path))[0]["sensor"] == "gelsight_mini"
+    assert verify(str(tmp_path), ["force", "slip"], progress=False)[0]["status"] == "ok"
+    with pytest.raises(ValueError, match="sensor 'gelsight'"):
+        build_dataset("force", "test", root=tree, sensor="gelsight")

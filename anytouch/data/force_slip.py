@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 from functools import partial
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -107,11 +107,17 @@ class _Batches:
         return self.cache[folder]
 
 
-def build_force_slip(task: str, split: str = "train", root: str = ".", sensor: str = "digit", frames: int = 2,
-                     stride: int = 5) -> IndexedBench:
+def build_force_slip(task: str, split: str = "train", root: str = ".", sensor: Optional[str] = None,
+                     frames: int = 2, stride: int = 5) -> IndexedBench:
     """The ``force`` or ``slip`` set of ``sensor`` (``digit`` | ``gelsight_mini``) under ``root``: samples of
-    :mod:`anytouch.data.bench_base` with a ``frames``-frame window at ``stride``; splits as :data:`SPLITS`."""
+    :mod:`anytouch.data.bench_base` with a ``frames``-frame window at ``stride``; splits as :data:`SPLITS`.
+
+    ``sensor=None`` takes the sensor whose release folder is under ``root`` (DIGIT when both or neither are), so
+    ``verify`` checks whichever release is there; the benchmark tasks name their sensor.
+    """
     check_split(split)
+    if sensor is None:
+        sensor = next((s for s in FOLDERS if os.path.isdir(os.path.join(root, FOLDERS[s]))), "digit")
     if (task, sensor) not in SPLITS:
         raise ValueError(f"{task}: sensor {sensor!r}; expected one of {tuple(FOLDERS)}")
     base = os.path.join(root, FOLDERS[sensor])
