@@ -29,6 +29,7 @@ stratified by class for classification and binary tasks; the subsets of one seed
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -176,7 +177,7 @@ class _ProbeAsBench(Dataset):
     def _raw(self, i: int):
         if hasattr(self.probe, "items"):
             paths, label = self.probe.items[i]
-            return torch.stack([read_image(p) for p in paths]), label, paths[0].rsplit("/", 1)[0]
+            return torch.stack([read_image(p) for p in paths]), label, os.path.dirname(paths[0])
         raw, label = self.probe.raw(i)
         return torch.from_numpy(raw).reshape(-1, *raw.shape[-3:]), label, f"{self.probe.split}{i}"
 
