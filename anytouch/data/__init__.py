@@ -10,11 +10,11 @@ from .cross import CrossSensorDataset
 from .io import DataError, read_image
 from .registry import DATASETS, register
 from .skip import SkipErrors, format_skipped, skipped_report
-from .spec import DatasetSpec, ProbeTwin, SyntheticTwin
+from .spec import BenchTwin, DatasetSpec, ProbeTwin, SyntheticTwin
 from .transforms import TouchTransform, VisionTransform
 
 __all__ = [
     "DataConfig", "SyntheticConfig", "PRETRAIN_SOURCES", "PROBE_NAMES", "DataError", "read_image", "TouchTransform",
     "VisionTransform", "CrossSensorDataset", "SkipErrors", "skipped_report", "format_skipped",
-    "DATASETS", "DatasetSpec", "SyntheticTwin", "ProbeTwin", "register", "build_dataset", "build_pretrain_set",
+    "DATASETS", "DatasetSpec", "SyntheticTwin", "ProbeTwin", "BenchTwin", "register", "build_dataset", "build_pretrain_set",
 ]

@@ -21,6 +21,7 @@ from .config import DataConfig
 from .cross import CrossSensorDataset
 from .registry import get, names
 from .skip import SkipErrors
+from .spec import BenchTwin
 from .synthetic import SyntheticConfig, build_synthetic
 
 __all__ = ["build_dataset", "build_pretrain_set", "CROSS_KINDS"]
@@ -52,7 +53,12 @@ def build_dataset(name: str, split: str = "train", root: Optional[str] = None,
         cfg = synthetic if isinstance(synthetic, SyntheticConfig) else None
         if not (synthetic is True or cfg is not None):
             raise TypeError(f"synthetic={synthetic!r}; expected a bool or a SyntheticConfig")
-        ds = build_synthetic(name, split=split, synthetic=cfg, **options)
+        if isinstance(spec.synthetic, BenchTwin):
+            cfg = cfg or SyntheticConfig()
+            options.setdefault("num_samples", cfg.num_samples)
+            ds = spec.synthetic.build(split=split, seed=options.pop("seed", cfg.seed), **options)
+        else:
+            ds = build_synthetic(name, split=split, synthetic=cfg, **options)
     else:
         root = root if root is not None else os.environ.get("ANYTOUCH_DATA_ROOT", "tactile_datasets")
         ds = spec.build(split=split, root=root, **options)

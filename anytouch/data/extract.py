@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shutil
 from typing import List, Sequence
 
 import cv2
@@ -18,7 +19,7 @@ import numpy as np
 
 from .io import DataError
 
-__all__ = ["RULES", "extract_video", "read_video", "contact_scores", "select_contact", "octopi_selection",
+__all__ = ["place_tree", "RULES", "extract_video", "read_video", "contact_scores", "select_contact", "octopi_selection",
            "write_frame", "write_rows", "contact_rows", "find_files"]
 
 RULES = ("all", "diff", "top")
@@ -124,3 +125,16 @@ def find_files(raw: str, pattern: str) -> List[str]:
     if not found:
         raise DataError(f"no file matching {pattern!r} under {raw}", raw)
     return found
+
+
+def place_tree(src: str, dst: str, mode: str) -> None:
+    """Put folder ``src`` at ``dst``: ``copy`` (merged into an existing ``dst``) or ``symlink`` (one link; an
+    existing ``dst`` is kept)."""
+    if mode not in ("copy", "symlink"):
+        raise ValueError(f"mode {mode!r}; expected 'copy' or 'symlink'")
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    if mode == "symlink":
+        if not os.path.lexists(dst):
+            os.symlink(os.path.abspath(src), dst)
+    else:
+        shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -13,6 +13,9 @@ its step in its spec (``DatasetSpec.prepare``, next to its loader); this module 
 * ``feel``: ``calandra_corl2017_<kkk>.h5`` -> ``feel/<object>/{vision,touch}_{before,during,after}/<n>[_A|_B].png``
   and ``feel.csv``; ``feel-split`` writes a seeded ``split_<k>.json``.
 * ``ycb_slide``: ``real/<object>/dataset_<k>/frames/`` copied or linked to ``YCB-Slide/real/...``.
+* ``force`` / ``slip`` (one release for both), ``pose``: a Sparsh force / pose download copied or linked to
+  ``<sensor>-force-estimation/`` / ``digit-pose-estimation/``; ``cloth_textile``: the Cloth metadata and split
+  files (AnyTouch 2's ``data/`` folder) next to the Cloth frames, or a seeded garment split written there.
 * ``index --name <dataset>``: a contact index for a tree already in place (datasets declaring
   ``DatasetSpec.contact_index``: ObjectFolder Real, VisGel), by a contact rule of :mod:`anytouch.data.extract`.
 
@@ -84,7 +87,8 @@ OPTIONS = {
     "start_index": dict(type=int, help="number of the first extracted frame (default: cloth 1, others 0)"),
     "lists": dict(help="tag: folder holding the TAG list files (default: searched under --raw)"),
     "touch_only": dict(action="store_true", default=None, help="feel: write only the touch_during A/B pair"),
-    "mode": dict(choices=("copy", "symlink"), help="ycb_slide: copy or link frames (default copy)"),
+    "mode": dict(choices=("copy", "symlink"), help="ycb_slide, force, slip, pose: copy or link the download "
+                                                   "(default copy)"),
 }
 
 

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .io import DataError, open_text, read_image
+from .safe_pickle import NumpyOnlyUnpickler
 from .spec import DatasetSpec, ProbeTwin
 from .synthetic_render import LOOKS, OF_MATERIALS, random_scene, render_touch
 from .transforms import TouchTransform
@@ -171,24 +172,9 @@ def build_tag_probe(task: str, split: str = "train", root: str = ".", image_size
 
 # --- Feel -------------------------------------------------------------------------------------------------------
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that rebuilds numpy arrays/scalars and builtin containers only (no other globals)."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: only numpy arrays and plain "
-                                     "containers are allowed in a split file")
-
-
 def _load_object_npy(path: str):
-    """``np.load(path, allow_pickle=True)`` for object arrays, but with :class:`_NumpyOnlyUnpickler`."""
+    """``np.load(path, allow_pickle=True)`` for object arrays, but with a
+    :class:`~anytouch.data.safe_pickle.NumpyOnlyUnpickler`."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -196,7 +182,7 @@ def _load_object_npy(path: str):
         if not dtype.hasobject:
             f.seek(0)
             return np.load(f, allow_pickle=False)
-        arr = _NumpyOnlyUnpickler(f).load()
+        arr = NumpyOnlyUnpickler(f).load()
     if not isinstance(arr, np.ndarray) or arr.shape != shape:
         raise ValueError(f"unexpected content in {path}: expected an object array of shape {shape}")
     return arr
@@ -206,7 +192,7 @@ def load_feel_split(path: str) -> dict:
     """Read a Feel split file -> ``{"train": [object names], "test": [object names]}``.
 
     ``split_<k>.npy`` (the distributed file) is a *pickled* dict inside an object array. It is read with a
-    restricted unpickler (:func:`_load_object_npy`) that only rebuilds numpy arrays and plain containers, so a
+    restricted unpickler (NumpyOnlyUnpickler) that only rebuilds numpy arrays and plain containers, so a
     crafted file cannot run code. ``split_<k>.json`` (written by ``anytouch.data.prepare feel-split``) is plain JSON.
     """
     _need_file(path, "Feel split file")

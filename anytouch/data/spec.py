@@ -18,10 +18,11 @@ from typing import Callable, Dict, Literal, Optional, Tuple
 
 from torch.utils.data import Dataset
 
-__all__ = ["DatasetSpec", "SyntheticTwin", "ProbeTwin", "ContactIndex", "PROBE_TASKS", "loader"]
+__all__ = ["DatasetSpec", "SyntheticTwin", "ProbeTwin", "BenchTwin", "ContactIndex", "PROBE_TASKS", "KINDS", "loader"]
 
 # the label rules of the synthetic probe sets (anytouch.data.synthetic.SyntheticProbe)
 PROBE_TASKS = ("tag_material", "tag_roughness", "tag_hardness", "feel", "objectfolder")
+KINDS = ("pretrain", "probe", "bench")
 
 
 def loader(cls) -> Callable[..., Dataset]:
@@ -56,6 +57,14 @@ class ProbeTwin:
 
 
 @dataclass(frozen=True)
+class BenchTwin:
+    """The synthetic twin of a benchmark task dataset: ``build(split=..., num_samples=..., seed=..., **options)``
+    returns a Dataset of raw bench samples (:mod:`anytouch.data.bench_base`), a pure function of its arguments."""
+
+    build: Callable[..., Dataset]
+
+
+@dataclass(frozen=True)
 class ContactIndex:
     """A contact index ``prepare index --name <dataset>`` derives from frame folders already under the root."""
 
@@ -70,8 +79,9 @@ class DatasetSpec:
 
     Attributes:
         name: the name of :func:`anytouch.data.build_dataset` and of the ``data.paths`` / ``data.repeats`` keys.
-        kind: ``pretrain`` (a source of the pre-training mix, samples of the loader contract in ``base.py``) or
-            ``probe`` (a linear-probe set with ``train`` / ``test`` splits and labels).
+        kind: ``pretrain`` (a source of the pre-training mix, samples of the loader contract in ``base.py``),
+            ``probe`` (a linear-probe set with ``train`` / ``test`` splits and labels) or ``bench`` (a benchmark
+            task set with ``train`` / ``val`` / ``test`` splits of raw samples, :mod:`anytouch.data.bench_base`).
         build: ``build(split=..., root=..., **options) -> Dataset`` on real data.
         dirs: folders (relative to the data root) where the dataset may live; ``verify`` calls it absent when none
             exists.
@@ -81,7 +91,7 @@ class DatasetSpec:
         video: False for image-only sources (left out of video and cross-video mixes).
         index_files: the index / list files the loader reads (documentation, and ``verify``'s notes).
         synthetic: the synthetic twin (:class:`SyntheticTwin` for pre-training sources, :class:`ProbeTwin` for probe
-            sets); None: no synthetic twin.
+            sets, :class:`BenchTwin` for bench sets); None: no synthetic twin.
         tree: ``(part name, writer)``: ``writer(w: anytouch.data.tree.TreeWriter)`` writes a small synthetic copy in
             the original on-disk layout under ``w.root`` (one part may serve several specs, e.g. ``objectfolder``).
         prepare: ``prepare(raw, root, **options) -> {count: n}`` turns a raw download into the loader's layout;
@@ -91,7 +101,7 @@ class DatasetSpec:
     """
 
     name: str
-    kind: Literal["pretrain", "probe"]
+    kind: Literal["pretrain", "probe", "bench"]
     build: Callable[..., Dataset]
     dirs: Tuple[str, ...]
     sensors: Tuple[int, ...]
@@ -107,15 +117,15 @@ class DatasetSpec:
     cross_anchor: bool = False
 
     def __post_init__(self):
-        if self.kind not in ("pretrain", "probe"):
-            raise ValueError(f"dataset {self.name!r}: kind {self.kind!r}; expected 'pretrain' or 'probe'")
+        if self.kind not in KINDS:
+            raise ValueError(f"dataset {self.name!r}: kind {self.kind!r}; expected one of {KINDS}")
         if not self.dirs:
             raise ValueError(f"dataset {self.name!r}: dirs is empty; expected the folder(s) it lives in")
         bad = sorted(set(self.modalities) - {"touch", "vision", "text"})
         if bad or "touch" not in self.modalities:
             raise ValueError(f"dataset {self.name!r}: modalities {self.modalities}; expected 'touch' plus any of "
                              "'vision', 'text'")
-        twin = SyntheticTwin if self.kind == "pretrain" else ProbeTwin
+        twin = {"pretrain": SyntheticTwin, "probe": ProbeTwin, "bench": BenchTwin}[self.kind]
         if self.synthetic is not None and not isinstance(self.synthetic, twin):
             raise ValueError(f"dataset {self.name!r}: synthetic is {type(self.synthetic).__name__}; a {self.kind} "
                              f"dataset takes a {twin.__name__}")

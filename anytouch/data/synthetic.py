@@ -91,7 +91,8 @@ class SyntheticProbe(_Synthetic):
         jitter = OF1_JITTER if twin.task == "objectfolder" else TOUCH_JITTER
         self.transform = TouchTransform(image_size, train=train, jitter=jitter, antialias=True)
 
-    def __getitem__(self, i: int) -> dict:
+    def raw(self, i: int):
+        """(rendered frames uint8 (3, R, R), Feel: (2, 3, R, R) A then B; label) of sample ``i``, no transform."""
         rng = self._rng(i)
         size = self.cfg.render_size
         if self.task == "feel":
@@ -107,6 +108,10 @@ class SyntheticProbe(_Synthetic):
                 label = {"tag_material": m, "tag_roughness": int(material.rough),
                          "tag_hardness": int(m in HARD_MATERIALS)}[self.task]
             raw = render_touch(random_scene(rng, material), look, size, rng, [float(rng.uniform(0.6, 1.0))])[0]
+        return raw, label
+
+    def __getitem__(self, i: int) -> dict:
+        raw, label = self.raw(i)
         touch = self.transform(torch.from_numpy(raw))
         return {"touch": touch, "sensor": self.sensor, "label": label, "source": self.name}
 

@@ -6,7 +6,9 @@ dataset in its original on-disk layout. Frames come from :mod:`anytouch.data.syn
 """
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import zlib
 from typing import Optional, Sequence
 
@@ -22,7 +24,8 @@ __all__ = ["TreeWriter"]
 
 class TreeWriter:
     """Writes the files of a synthetic tree under ``root``: frames (``image``), caption ``.pt`` files (``text``),
-    comma-separated index files (``lines``); ``rng(*keys)`` is the seeded generator of one recording."""
+    comma-separated index files (``lines``), JSON files (``json``), pickles (``pickle``); ``rng(*keys)`` is the
+    seeded generator of one recording."""
 
     def __init__(self, root: str, seed: int, size: int, sequences: int, frames: int):
         self.root, self.seed, self.size, self.sequences, self.frames = root, seed, size, sequences, frames
@@ -47,6 +50,21 @@ class TreeWriter:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(",".join(str(c) for c in r) + "\n" for r in rows)
+
+    def json(self, rel: str, obj) -> None:
+        path = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(obj, f)
+        self.count += 1
+
+    def pickle(self, rel: str, obj) -> None:
+        """A pickle file (numpy arrays and plain containers, as the Sparsh releases ship their frames and labels)."""
+        path = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            pickle.dump(obj, f)
+        self.count += 1
 
     def sequence(self, rng, sensor: int, material, n: Optional[int] = None):
         """(scene, uint8 (n,3,R,R) frames pressing in): the first frame barely touches."""

@@ -3,7 +3,8 @@ missing and which do not decode (spec 4.3 layouts, 4.6 probe sets).
 
 Pre-training sources are opened as the stage-1 and stage-2 image loaders would open them (their index files,
 frames, camera frames and text files); index entries the loaders drop because a file is missing are counted from the
-loaders' own statistics. Probe sets are opened for their train and test splits. Every referenced file is then read
+loaders' own statistics. Probe sets are opened for their train and test splits, bench task sets for train, val
+and test (pickles, JSON files and frames they read are then checked). Every referenced file is then read
 with the loaders' reader (:func:`anytouch.data.io.read_image`, :func:`anytouch.data.text.load_text_file`); ``sample``
 limits that to a seeded random subset.
 
@@ -16,6 +17,7 @@ CLI: ``python -m anytouch.data.verify --root DIR [--names tag,feel] [--sample 10
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -27,6 +29,7 @@ from ..progress import progress as tqdm  # quiet off a terminal
 from .build import build_dataset
 from .io import DataError, read_image
 from . import registry
+from .safe_pickle import load_pickle
 from .text import load_text_file
 
 __all__ = ["dataset_dirs", "verify", "format_rows", "main"]
@@ -71,6 +74,19 @@ def _probe_files(name: str, root: str, row: Dict) -> Set[str]:
     return {p for p in files if os.path.isfile(p)}
 
 
+def _bench_files(name: str, root: str, row: Dict) -> Set[str]:
+    files: Set[str] = set()
+    for split in ("train", "val", "test"):
+        ds = build_dataset(name, split, root=root)
+        row["samples"] += len(ds)
+        files.update(ds.files())
+    missing = sorted(p for p in files if not os.path.isfile(p))
+    row["missing"] += len(missing)
+    if missing:
+        row["notes"].append(f"missing e.g. {missing[0]}")
+    return {p for p in files if os.path.isfile(p)}
+
+
 def dataset_dirs(name: str) -> Sequence[str]:
     """The folders (relative to the data root) where dataset ``name`` may live (its ``DatasetSpec.dirs``); it is
     absent if none exists."""
@@ -80,6 +96,14 @@ def dataset_dirs(name: str) -> Sequence[str]:
 def _check(path: str) -> None:
     if path.endswith(".pt"):
         load_text_file(path)
+    elif path.endswith(".pkl"):
+        load_pickle(path, "pickle file")
+    elif path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            try:
+                json.load(f)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path} is not valid JSON: {e}", path) from e
     else:
         read_image(path)
 
@@ -87,7 +111,7 @@ def _check(path: str) -> None:
 def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[int] = None, seed: int = 0,
            progress: bool = True) -> List[Dict]:
     """Check the registered datasets ``names`` (default all) under ``root``: pre-training sources as their loaders
-    open them, probe sets by split (``DatasetSpec.kind``).
+    open them, probe sets by split, bench sets by split (train, val, test) (``DatasetSpec.kind``).
 
     Args:
         sample: decode at most this many referenced files per dataset (seeded random subset); None = all.
@@ -123,10 +147,9 @@ def verify(root: str, names: Optional[Sequence[str]] = None, sample: Optional[in
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the loaders warn about missing files; they are counted instead
-                if registry.get(name).kind == "pretrain":
-                    files = _pretrain_files(name, root, row)
-                else:
-                    files = _probe_files(name, root, row)
+                kind = registry.get(name).kind
+                reader = {"pretrain": _pretrain_files, "probe": _probe_files, "bench": _bench_files}[kind]
+                files = reader(name, root, row)
         except (DataError, OSError) as e:
             row["status"] = "problems"
             if not any(str(e) in n for n in row["notes"]):  # pre-training notes already hold each stage's error

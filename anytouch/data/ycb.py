@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import Dict
 
 from ..progress import progress as tqdm  # quiet off a terminal
 
 from .base import FrameFormat, TouchDataset
+from .extract import place_tree
 from .io import DataError
 from .spec import DatasetSpec, SyntheticTwin, loader
 from .synthetic_render import OF_MATERIALS
@@ -58,12 +58,7 @@ def prepare_ycb(raw: str, root: str, mode: str = "copy") -> Dict[str, int]:
     for run in tqdm(runs, desc="YCB-Slide runs", unit="run"):
         src = os.path.join(run, "frames")
         dst = os.path.join(root, "YCB-Slide", "real", os.path.relpath(src, src_root))
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if mode == "symlink":
-            if not os.path.lexists(dst):
-                os.symlink(os.path.abspath(src), dst)
-        else:
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+        place_tree(src, dst, mode)
         frames += len(os.listdir(src))
     return {"runs": len(runs), "frames": frames}
 
