@@ -8,18 +8,23 @@ there are two paths:
 2. learn a slot of its own from a few hundred unlabelled frames (this module): the slot starts as a copy of the
    universal token and only its 5 tokens train, on the stage-1 MAE loss (spec 1.7; it needs no labels) with the
    encoder and the decoder frozen. Afterwards pass the slot id as the sensor (``sensor=5``).
+
+A checkpoint written by ``anytouch adapt`` records the slots it trained (``config["adapt"]["slots"]``, read back by
+:func:`recorded_slots`), so that the command line can refuse an untrained slot as a sensor id.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, List, Optional, Union
 
 import torch
 
+from .api import read_checkpoint
 from .models import as_touch_mae
 from .sensors import SENSOR_IDS, sensor_id
 
-__all__ = ["AdaptResult", "free_slots", "adapt_sensor_slot"]
+__all__ = ["AdaptResult", "free_slots", "recorded_slots", "adapt_sensor_slot"]
 
 
 @dataclass
@@ -36,6 +41,16 @@ def free_slots(num_sensors: int = 10) -> List[int]:
     """Slots no named sensor uses (the universal token, the last slot, excluded): 5..8 for the paper's table."""
     used = {s % num_sensors for s in SENSOR_IDS.values()}
     return [s for s in range(num_sensors - 1) if s not in used]
+
+
+def recorded_slots(checkpoint: Union[str, Path]) -> List[int]:
+    """The sensor slots a checkpoint records as adapted: ``config["adapt"]["slots"]`` (and the older single
+    ``config["adapt"]["slot"]``) of our checkpoints, as ``anytouch adapt`` writes them; [] for other formats."""
+    fmt, content, _, _ = read_checkpoint(checkpoint)
+    if fmt != "ours":
+        return []
+    record = (content.get("config") or {}).get("adapt") or {}
+    return sorted(set(record.get("slots", [])) | ({record["slot"]} if "slot" in record else set()))
 
 
 def _slot(slot: Optional[int], num_sensors: int) -> int:

@@ -3,12 +3,16 @@
 Every entry point (training stages, probes, the CLI) describes its settings as a tree of dataclasses and calls
 :func:`load_config`. Rules:
 
-* YAML files are merged in the order given; later files win.
+* YAML files are merged in the order given; later files win. A file name that is not an existing path is looked up
+  like a group file (:func:`resolve_config_file`): ``--config configs/probe_tag.yaml`` works from any folder, and
+  from an installed package (which ships the ``configs/`` folder as ``anytouch/configs``).
 * ``key.sub=value`` overrides come last. Values are parsed as YAML and coerced to the field's declared type
   (``lr=2e-4`` is a float even though YAML 1.1 would read it as a string).
 * ``section=name`` where ``section`` is itself a dataclass loads the group file ``configs/<section>/<name>.yaml``
   into that section (``model=tiny``, ``data=synthetic``). The same works inside YAML (``model: tiny``).
 * An unknown key is a :class:`ConfigError` naming the full dotted key and the closest valid one.
+* Every batch-size setting (a key ending in ``batch_size``, in any entry point) is checked here, when it is set: a
+  positive integer, or a dict of them over the loaders its default names (``train.batch_size.image``).
 
 The resolved config is turned back into a plain dict with :func:`to_dict`, saved next to every run with
 :func:`save_config` and read back with :func:`from_dict`.
@@ -26,9 +30,12 @@ import yaml
 
 T = TypeVar("T")
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
 __all__ = [
     "ConfigError",
     "config_dirs",
+    "resolve_config_file",
     "load_config",
     "apply_overrides",
     "merge_dict",
@@ -45,15 +52,17 @@ class ConfigError(ValueError):
 
 
 def config_dirs() -> list[Path]:
-    """Folders searched for group files (``<dir>/<section>/<name>.yaml``), in order.
+    """Folders searched for config files and group files (``<dir>/<section>/<name>.yaml``), in order.
 
-    ``$ANYTOUCH_CONFIG_DIR``, then ``./configs``, then the ``configs/`` folder of the source checkout.
+    ``$ANYTOUCH_CONFIG_DIR``, then ``./configs``, then the configs shipped with the package (``anytouch/configs``,
+    in a source checkout a link to the top-level ``configs/``), then the ``configs/`` folder of the source checkout.
     """
     dirs = []
     if os.environ.get("ANYTOUCH_CONFIG_DIR"):
         dirs.append(Path(os.environ["ANYTOUCH_CONFIG_DIR"]))
     dirs.append(Path.cwd() / "configs")
-    dirs.append(Path(__file__).resolve().parent.parent / "configs")
+    dirs.append(PACKAGED_CONFIGS)
+    dirs.append(PACKAGED_CONFIGS.parent.parent / "configs")
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()
@@ -61,6 +70,22 @@ def config_dirs() -> list[Path]:
             seen.add(r)
             out.append(d)
     return out
+
+
+def resolve_config_file(name: Union[str, Path]) -> Path:
+    """A ``--config`` file: ``name`` itself when it exists, else ``name`` (without a leading ``configs/``, with
+    ``.yaml`` added when it has no suffix) in each of :func:`config_dirs`; raises ConfigError naming the places."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    rel = Path(*path.parts[1:]) if len(path.parts) > 1 and path.parts[0] == "configs" else path
+    if not rel.suffix:
+        rel = rel.with_suffix(".yaml")
+    for d in config_dirs():
+        if (d / rel).is_file():
+            return d / rel
+    raise ConfigError(f"config file not found: {name} (looked in the current folder and as {rel} in "
+                      f"{', '.join(map(str, config_dirs()))})")
 
 
 def _group_file(section: str, name: str) -> Path:
@@ -187,7 +212,24 @@ def merge_dict(obj: T, data: Mapping[str, Any], prefix: str = "") -> T:
             changes[k] = merged
         else:
             changes[k] = _coerce(v, hints[k], key)
+        if k.endswith("batch_size"):
+            _check_batch_size(obj, k, changes[k], key)
     return dataclasses.replace(obj, **changes)
+
+
+def _check_batch_size(obj, name: str, value: Any, key: str) -> None:
+    """A batch size is a positive integer; a per-loader dict may name only the loaders of the field's default (the
+    loaders of that stage: image and video for stage 1, plus image_cross and video_cross for stage 2)."""
+    if isinstance(value, dict):
+        loaders = next(f for f in dataclasses.fields(obj) if f.name == name).default_factory()
+        unknown = sorted(set(value) - set(loaders))
+        if unknown:
+            raise ConfigError(f"{key} has unknown loader(s) {unknown}; valid keys: {', '.join(loaders)}")
+        bad = {k: v for k, v in value.items() if not isinstance(v, int) or v < 1}
+    else:
+        bad = value if value is not None and value < 1 else {}
+    if bad != {}:
+        raise ConfigError(f"{key} {bad}: a batch size must be a positive integer")
 
 
 def _read_yaml(path: Union[str, Path]) -> dict:
@@ -244,7 +286,7 @@ def load_config(
     """Build a config: defaults of ``schema`` -> each YAML file -> each override."""
     cfg = schema()
     for f in files:
-        cfg = merge_dict(cfg, _read_yaml(f))
+        cfg = merge_dict(cfg, _read_yaml(resolve_config_file(f)))
     return apply_overrides(cfg, overrides)
 
 

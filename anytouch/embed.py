@@ -2,12 +2,14 @@
 
 What becomes a row (spec 1.3: an image is a 3-frame clip of identical frames; a clip uses 3 consecutive frames):
 
-* an image file (``.png .jpg .jpeg .bmp .tif .tiff .webp``) -> one row, named by its path;
+* an image file (``.png .jpg .jpeg .gif .bmp .tif .tiff .webp``) -> one row, named by its path (a GIF must
+  hold one frame: the frame reader refuses animated ones);
 * a video (``.mp4 .mov .avi .mkv .webm``, decoded with OpenCV) or a *clip folder* (a folder of frames, taken in
   natural name order, when ``clip_folders=True``) -> 3-frame windows ``[t, t+1, t+2]`` every ``stride`` frames;
   ``video_mode="clips"`` gives one row per window (named ``path#t``), ``"mean"`` one row per video: the mean of its
   window features;
-* any other folder is searched recursively for images and videos.
+* any other folder is searched recursively for images and videos; files of other types in it are skipped and
+  listed by :func:`scan_inputs` (``anytouch embed`` reports them).
 
 Frames are preprocessed like the original's test transform (:func:`anytouch.preprocess.preprocess_touch`).
 """
@@ -16,19 +18,23 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 import torch
+from safetensors.numpy import save_file
 
 from .data.io import DataError, read_image
 from .preprocess import preprocess_touch
 from .sensors import SensorLike
 
-__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "find_inputs", "iter_units", "embed_paths", "save_features"]
+__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "InputScan", "scan_inputs", "find_inputs", "iter_units", "embed_paths",
+           "names_file", "save_features"]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 CLIP_FRAMES = 3
 
@@ -41,12 +47,22 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTS
 
 
-def find_inputs(paths: Sequence[Union[str, Path]], clip_folders: bool = False) -> List[Tuple[str, Path]]:
+@dataclass
+class InputScan:
+    """What :func:`scan_inputs` found: ``units`` as ``(kind, path)`` and the files of other types it skipped."""
+
+    units: List[Tuple[str, Path]] = field(default_factory=list)
+    skipped: List[Path] = field(default_factory=list)
+
+
+def scan_inputs(paths: Sequence[Union[str, Path]], clip_folders: bool = False) -> InputScan:
     """Expand ``paths`` into ``(kind, path)`` units with kind ``image``, ``video`` or ``clip`` (a frame folder).
 
-    Raises FileNotFoundError for a missing path, ValueError for a file of another type or when nothing is found.
+    A file named directly must be an image or a video; files of other types inside a folder are skipped and listed
+    in ``skipped``. Raises FileNotFoundError for a missing path, ValueError for a named file of another type or
+    when nothing is found.
     """
-    units: List[Tuple[str, Path]] = []
+    scan = InputScan()
     for raw in paths:
         p = Path(raw)
         if p.is_file():
@@ -54,32 +70,37 @@ def find_inputs(paths: Sequence[Union[str, Path]], clip_folders: bool = False) -
             if ext not in IMAGE_EXTS + VIDEO_EXTS:
                 raise ValueError(f"{p}: unsupported file type {ext!r}; expected an image ({' '.join(IMAGE_EXTS)}) "
                                  f"or a video ({' '.join(VIDEO_EXTS)})")
-            units.append(("image" if ext in IMAGE_EXTS else "video", p))
+            scan.units.append(("image" if ext in IMAGE_EXTS else "video", p))
         elif p.is_dir():
-            units += _walk(p, clip_folders)
+            _walk(p, clip_folders, scan)
         else:
             raise FileNotFoundError(f"input not found: {p}")
-    if not units:
+    if not scan.units:
         raise ValueError(f"no images or videos found under {', '.join(map(str, paths))} "
                          f"(looked for {' '.join(IMAGE_EXTS + VIDEO_EXTS)})")
-    return units
+    return scan
 
 
-def _walk(folder: Path, clip_folders: bool) -> List[Tuple[str, Path]]:
+def find_inputs(paths: Sequence[Union[str, Path]], clip_folders: bool = False) -> List[Tuple[str, Path]]:
+    """The units of :func:`scan_inputs` (same errors)."""
+    return scan_inputs(paths, clip_folders).units
+
+
+def _walk(folder: Path, clip_folders: bool, scan: InputScan) -> None:
     entries = sorted(folder.iterdir(), key=_natural_key)
-    images = [e for e in entries if e.is_file() and _is_image(e)]
-    if clip_folders and images:
-        return [("clip", folder)]
-    out: List[Tuple[str, Path]] = [("image", e) for e in images]
-    out += [("video", e) for e in entries if e.is_file() and e.suffix.lower() in VIDEO_EXTS]
+    kinds = {e: "image" if _is_image(e) else "video" if e.suffix.lower() in VIDEO_EXTS else None
+             for e in entries if e.is_file()}
+    if clip_folders and "image" in kinds.values():  # the folder is one clip: its frames, nothing else
+        scan.units.append(("clip", folder))
+        scan.skipped += [e for e, k in kinds.items() if k != "image"]
+        return
+    scan.units += [(k, e) for e, k in kinds.items() if k == "image"] + [(k, e) for e, k in kinds.items() if k == "video"]
+    scan.skipped += [e for e, k in kinds.items() if k is None]
     for sub in (e for e in entries if e.is_dir()):
-        out += _walk(sub, clip_folders)
-    return out
+        _walk(sub, clip_folders, scan)
 
 
 def _video_frames(path: Path) -> Iterator[np.ndarray]:
-    import cv2
-
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise DataError(f"cannot open video {path} with OpenCV (corrupt file or missing codec)", str(path))
@@ -183,21 +204,26 @@ def _collect(rows: torch.Tensor, keys: List[Tuple[str, Path, int]], video_mode: 
     return names, torch.stack(out)
 
 
+def names_file(path: Union[str, Path]) -> Path:
+    """The row-names file of a features file, named after it so that two outputs in one folder never share one:
+    ``feats.npy`` -> ``feats.names.txt``, ``feats.safetensors`` -> ``feats.safetensors.names.txt``."""
+    path = Path(path)
+    return path.with_name((path.stem if path.suffix == ".npy" else path.name) + ".names.txt")
+
+
 def save_features(path: Union[str, Path], features: np.ndarray, names: Sequence[str],
                   metadata: Optional[Dict[str, str]] = None) -> List[Path]:
     """Write ``features`` to ``.npy`` or ``.safetensors`` (tensor ``features``; ``metadata`` + names as JSON in the
-    header) and the row names to ``<stem>.names.txt``, one per line. Returns the files written."""
+    header) and the row names to :func:`names_file`, one per line. Returns the files written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npy":
         np.save(path, features.astype(np.float32))
     elif path.suffix == ".safetensors":
-        from safetensors.numpy import save_file
-
         meta = {**(metadata or {}), "names": json.dumps(list(names))}
         save_file({"features": np.ascontiguousarray(features, dtype=np.float32)}, str(path), metadata=meta)
     else:
         raise ValueError(f"output {path}: unsupported extension {path.suffix!r}; expected .npy or .safetensors")
-    names_path = path.with_name(path.stem + ".names.txt")
+    names_path = names_file(path)
     names_path.write_text("".join(f"{n}\n" for n in names))
     return [path, names_path]

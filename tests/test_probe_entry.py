@@ -121,7 +121,7 @@ def test_zero_shot_accuracy_prompts_and_names_file(tmp_path):
 
 def test_zero_shot_entry_point_on_synthetic_data(tmp_path):
     out = zeroshot_main(["checkpoint=random:tiny", "data.root=synthetic", "data.synthetic.probe_samples=12",
-                         "data.num_workers=0", f"output_dir={tmp_path}"])
+                         "data.num_workers=0", "run.device=cpu", f"run.output_dir={tmp_path}"])
     saved = json.loads((tmp_path / "zeroshot.json").read_text())
     assert saved["n"] == out["n"] == 12 and saved["names"] == list(TAG_MATERIAL_NAMES)
     assert sum(h for h, _ in saved["per_class"].values()) == round(saved["acc1"] * 12 / 100)
@@ -166,7 +166,7 @@ def test_cross_sensor_retrieval_matches_contacts():
 
 def test_retrieval_entry_point_on_synthetic_tacquad(tmp_path):
     rows = retrieval_main(["checkpoint=random:tiny", "data.root=synthetic", "data.synthetic.num_samples=24",
-                           "data.num_workers=0", f"output_dir={tmp_path}"])
+                           "data.num_workers=0", "run.device=cpu", f"run.output_dir={tmp_path}"])
     assert {(r["query"], r["gallery"]) for r in rows} == {
         (a, b) for a in ("digit", "gelsight_mini", "duragel") for b in ("digit", "gelsight_mini", "duragel") if a != b}
     assert json.loads((tmp_path / "retrieval.json").read_text())["rows"] == rows

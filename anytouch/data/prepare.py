@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .io import DataError
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from .synthetic_render import (LOOKS, OF_MATERIALS, TAG_MATERIALS, caption, random_scene, render_grasp, render_touch,
                                render_vision)

@@ -22,7 +22,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
-from tqdm import tqdm
+from ..progress import progress as tqdm  # quiet off a terminal
 
 from . import probe_sets  # registers the probe datasets
 from .config import PRETRAIN_SOURCES

@@ -80,7 +80,7 @@ class RunLogger:
         """Start a tqdm bar over ``total`` steps (closing any previous one)."""
         if not self.enabled:
             return
-        from tqdm import tqdm
+        from ..progress import progress as tqdm  # quiet off a terminal
 
         if self.bar is not None:
             self.bar.close()

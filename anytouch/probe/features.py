@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..engine.data import EpochSeeded
 from ..engine.dist import DistEnv, gather_to_main
+from ..progress import progress
 from .tasks import Task
 
 __all__ = ["encode", "extract_features", "shard"]
@@ -85,9 +86,7 @@ def extract_features(encoder, dataset: Dataset, task: Task, *, pooling: str, sen
                         pin_memory=env.device.type == "cuda")
     bar = None
     if env.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(keys) * env.world_size, desc=desc, unit="img", dynamic_ncols=True, leave=False)
+        bar = progress(total=len(keys) * env.world_size, desc=desc, unit="img", leave=False)
     feats, labels = [], []
     autocast = torch.autocast(env.device.type, dtype=dtype, enabled=dtype != torch.float32)
     for batch in loader:

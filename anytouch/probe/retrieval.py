@@ -25,9 +25,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
+from ..engine.benchmark import resolve_device
 from ..engine.step import resolve_precision
 from ..sensors import SENSOR_IDS
 from .runner import load_probe_encoder
+from ..train.config import RunConfig
 from .tasks import build_split
 
 __all__ = ["embed", "recall_at_k", "cross_sensor_retrieval", "RetrievalConfig", "main"]
@@ -121,10 +123,8 @@ class RetrievalConfig:
     ks: List[int] = field(default_factory=lambda: [1, 5])
     batch_size: int = 256
     precision: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    output_dir: str = "log/retrieval"
     data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="log/retrieval"))  # run.device, run.seed, ...
 
 
 def _table(rows: Sequence[Dict[str, Any]], ks: Sequence[int]) -> str:
@@ -139,15 +139,14 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     files, overrides = parse_cli(sys.argv[1:] if argv is None else argv, RetrievalConfig, __doc__ or "",
                                  prog="python -m anytouch.probe.retrieval")
     cfg = load_config(RetrievalConfig, files, overrides)
-    device = torch.device("cuda" if (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device == "cuda"
-                          else "cpu")
-    encoder = load_probe_encoder(cfg.checkpoint, cfg.arch, cfg.seed).to(device)
+    device = resolve_device(cfg.run.device)
+    encoder = load_probe_encoder(cfg.checkpoint, cfg.arch, cfg.run.seed).to(device)
     dataset = build_split(cfg.data, "tacquad", "train", encoder.image_size, clip="image", stage=1, train=False)
     feats, sensors, contacts = embed(encoder, dataset, sensor=cfg.sensor, pooling=cfg.pooling,
                                      batch_size=cfg.batch_size, dtype=resolve_precision(cfg.precision, device),
                                      num_workers=cfg.data.num_workers)
     rows = cross_sensor_retrieval(feats, sensors, contacts, cfg.ks, cfg.level)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.run.output_dir)
     save_config(cfg, out / "config.yaml")
     (out / "retrieval.json").write_text(json.dumps({"rows": rows, "config": to_dict(cfg)}, indent=1))
     print(f"cross-sensor retrieval on TacQuad ({len(contacts)} frames, {cfg.level} level):\n{_table(rows, cfg.ks)}")

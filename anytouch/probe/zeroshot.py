@@ -26,8 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 from ..checkpoint import load_model
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
+from ..engine.benchmark import resolve_device
 from ..engine.step import resolve_precision
 from ..models import AnyTouchModel, get_arch
+from ..train.config import RunConfig
 from .tasks import build_split
 
 __all__ = ["TAG_MATERIAL_NAMES", "DEFAULT_TEMPLATE", "read_class_names", "text_classifier", "zero_shot",
@@ -136,25 +138,22 @@ class ZeroShotConfig:
     pooling: str = "cls"
     batch_size: int = 256
     precision: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    output_dir: str = "log/zeroshot"
     data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="log/zeroshot"))  # run.device, run.seed, ...
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     files, overrides = parse_cli(sys.argv[1:] if argv is None else argv, ZeroShotConfig, __doc__ or "",
                                  prog="python -m anytouch.probe.zeroshot")
     cfg = load_config(ZeroShotConfig, files, overrides)
-    device = torch.device("cuda" if (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device == "cuda"
-                          else "cpu")
-    model = load_probe_model(cfg.checkpoint, cfg.arch, cfg.seed).to(device)
+    device = resolve_device(cfg.run.device)
+    model = load_probe_model(cfg.checkpoint, cfg.arch, cfg.run.seed).to(device)
     names = read_class_names(cfg.names_file) if cfg.names_file else list(TAG_MATERIAL_NAMES)
     dataset = build_split(cfg.data, cfg.dataset, cfg.split, model.arch.touch.image_size)
     result = zero_shot(model, dataset, names, template=cfg.template, sensor=cfg.sensor, pooling=cfg.pooling,
                        batch_size=cfg.batch_size, dtype=resolve_precision(cfg.precision, device),
                        num_workers=cfg.data.num_workers)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.run.output_dir)
     save_config(cfg, out / "config.yaml")
     (out / "zeroshot.json").write_text(json.dumps({**result, "names": names, "config": to_dict(cfg)}, indent=1))
     top5 = f", top-5 {result['acc5']:.2f}%" if "acc5" in result else ""

@@ -6,11 +6,9 @@ blr 1e-3, seed 0); ``configs/stage1.yaml`` sets the released stage-1 recipe on t
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from ..config import ConfigError
 from ..data.config import DataConfig
 
 __all__ = ["ModelConfig", "OptimConfig", "TrainConfig", "RunConfig", "Stage1Config"]
@@ -56,17 +54,6 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop early after this many steps (smoke runs; the schedule still spans epochs)
     log_every: int = 20  # steps between tensorboard / log.jsonl records
     ckpt_every_steps: int = 0  # also save checkpoint-last.pth every this many steps (0 = only at epoch ends)
-
-    def __post_init__(self):
-        # the loaders of a stage are the keys of its default batch_size (stage 1: image, video; a subclass such as
-        # stage 2's train section declares its own); runs on every config merge, so a typo fails at load time
-        loaders = next(f for f in dataclasses.fields(self) if f.name == "batch_size").default_factory()
-        unknown = sorted(set(self.batch_size) - set(loaders))
-        if unknown:
-            raise ConfigError(f"train.batch_size has unknown loader(s) {unknown}; valid keys: {', '.join(loaders)}")
-        bad = {k: v for k, v in self.batch_size.items() if not isinstance(v, int) or v < 1}
-        if bad:
-            raise ConfigError(f"train.batch_size {bad}: a batch size must be a positive integer")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Pictures (matplotlib, Agg backend): MAE grids, t-SNE of touch embeddings, training curves. Each writes a PNG;
-``anytouch viz {mae,tsne,curves}`` on the command line. Names are imported lazily (the CLI parser imports
-``anytouch.viz.cli`` and must stay light)."""
+``anytouch viz {mae,tsne,curves}`` on the command line (:mod:`anytouch.cli.viz`). Names are imported lazily, so that
+``import anytouch.viz`` does not load matplotlib."""
 from importlib import import_module
 
 _LAZY = {

@@ -13,12 +13,12 @@ __all__ = ["pyplot", "to_rgb", "save_png"]
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed); a clear error when matplotlib is missing."""
-    try:
+    try:  # here, not at the top: the backend must be chosen before pyplot loads, and a missing package named
         import matplotlib
     except ImportError:
         raise ImportError("pictures need matplotlib: pip install matplotlib (or pip install -e '.[viz]')") from None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display needed
 
     return plt
 

@@ -45,6 +45,7 @@ def _read_jsonl(path: Path) -> Series:
 
 
 def _read_tensorboard(folder: Path) -> Series:
+    # here, not at the top: tensorboard is slow to load and only event-file runs need it
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})

@@ -13,6 +13,8 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..data.synthetic_render import LOOKS, TAG_MATERIALS, random_scene, render_touch
+from ..preprocess import preprocess_touch
 from ..sensors import SENSOR_IDS, sensor_id
 from .common import pyplot, save_png
 
@@ -50,9 +52,6 @@ def synthetic_sensor_set(num_materials: int = 8, per_sensor: int = 6, sensors: S
     Returns (touch (N, 3, S, S) ImageNet-normalised, sensor ids (N,), material names (N,)), N =
     num_materials · per_sensor · len(sensors).
     """
-    from ..data.synthetic_render import LOOKS, TAG_MATERIALS, random_scene, render_touch
-    from ..preprocess import preprocess_touch
-
     if not 1 <= num_materials <= len(TAG_MATERIALS):
         raise ValueError(f"num_materials must be in 1..{len(TAG_MATERIALS)}, got {num_materials}")
     unknown = [s for s in sensors if s not in LOOKS]
@@ -73,7 +72,7 @@ def synthetic_sensor_set(num_materials: int = 8, per_sensor: int = 6, sensors: S
 
 def tsne_2d(features: np.ndarray, perplexity: Optional[float] = None, seed: int = 0) -> np.ndarray:
     """(N, D) -> (N, 2) t-SNE of the L2-normalised features (perplexity default: min(30, (N - 1) / 3))."""
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # here, not at the top: scikit-learn takes ~1 s to load, only t-SNE needs it
 
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2 or len(x) < 5:

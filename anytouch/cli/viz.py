@@ -1,15 +1,16 @@
-"""``anytouch viz {mae,tsne,curves}``: the picture commands (parsers and handlers; the drawing is in this package)."""
+"""``anytouch viz {mae,tsne,curves}``: the picture commands (parsers and handlers; the drawing is in
+:mod:`anytouch.viz`)."""
 from __future__ import annotations
 
 from pathlib import Path
+
+from .args import add_model_args, check_sensor_slot, load_from_args, sensor_arg
 
 __all__ = ["add_parser"]
 
 
 def add_parser(sub) -> None:
     """Add ``viz`` and its three subcommands to the ``anytouch`` subparsers ``sub``."""
-    from ..cli import add_model_args, sensor_arg
-
     viz = sub.add_parser("viz", help="pictures: MAE grid, t-SNE by sensor and label, training curves (PNG)",
                          description="Draw one picture as a PNG.")
     vs = viz.add_subparsers(dest="viz", metavar="PICTURE", required=True)
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--image", action="store_true", help="image objective (no next frame) instead of 4-frame clips")
     p.add_argument("--mask-ratio", type=float, default=0.75)
     p.add_argument("--seed", type=int, default=0, help="masking seed")
-    p.set_defaults(fn=_mae)
+    p.set_defaults(func=mae)
 
     p = vs.add_parser("tsne", help="t-SNE of touch embeddings coloured by sensor and by label",
                       description="Embed frames and draw a two-panel t-SNE (by sensor, by label). Default: the same "
@@ -42,7 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--sensor", type=sensor_arg, default=None, help="use this sensor token for every frame "
                    "(e.g. universal) instead of each frame's own")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(fn=_tsne)
+    p.set_defaults(func=tsne)
 
     p = vs.add_parser("curves", help="training curves from log.jsonl / tensorboard logs",
                       description="One panel per logged scalar, one line per run.")
@@ -50,15 +51,16 @@ def add_parser(sub) -> None:
     p.add_argument("--output", "-o", required=True, help="PNG file")
     p.add_argument("--keys", nargs="+", default=(), help="only these scalars")
     p.add_argument("--smooth", type=float, default=0.0, help="EMA smoothing weight in [0, 1) (TensorBoard's slider)")
-    p.set_defaults(fn=_curves)
+    p.set_defaults(func=curves)
 
 
-def _mae(args) -> int:
-    import torch
+def mae(args) -> int:
+    """Draw the MAE grid of ``--num`` clips."""
+    import torch  # here, not at the top: keeps anytouch --help fast
 
-    from ..cli import load_from_args
+    # here, not at the top: these import torch / matplotlib
     from ..data import build_dataset
-    from .mae import mae_grid
+    from ..viz.mae import mae_grid
 
     model = load_from_args(args, "model")
     size = model.encoder.image_size
@@ -72,14 +74,17 @@ def _mae(args) -> int:
     return 0
 
 
-def _tsne(args) -> int:
-    import numpy as np
+def tsne(args) -> int:
+    """Embed frames and draw the two-panel t-SNE."""
+    import numpy as np  # here, not at the top: keeps anytouch --help fast
 
-    from ..cli import load_from_args
+    # here, not at the top: these import torch / matplotlib
     from ..data import build_dataset
-    from .tsne import collect_embeddings, plot_tsne, synthetic_sensor_set
+    from ..viz.tsne import collect_embeddings, plot_tsne, synthetic_sensor_set
 
     enc = load_from_args(args, "encoder")
+    if args.sensor is not None:
+        check_sensor_slot(args.checkpoint, args.sensor, enc.num_sensors)
     if args.dataset:
         sets = [(build_dataset(name, split=args.split, root=args.data_root, image_size=enc.image_size, train=False),
                  args.num) for name in args.dataset]
@@ -94,8 +99,9 @@ def _tsne(args) -> int:
     return 0
 
 
-def _curves(args) -> int:
-    from .curves import plot_curves
+def curves(args) -> int:
+    """Draw the training curves of the given runs."""
+    from ..viz.curves import plot_curves  # here, not at the top: imports matplotlib (keeps anytouch --help fast)
 
     runs = {}
     for r in args.runs:
@@ -105,4 +111,3 @@ def _curves(args) -> int:
         runs[name] = path
     print(f"wrote {plot_curves(runs, args.output, keys=args.keys, smooth=args.smooth)}")
     return 0
-

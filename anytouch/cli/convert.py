@@ -1,0 +1,85 @@
+"""``anytouch convert`` (checkpoint formats) and ``anytouch export`` (ONNX / TorchScript encoders)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .args import CLIError, add_model_args, check_output_file, load_from_args
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub) -> None:
+    """Add ``convert`` and ``export`` to the ``anytouch`` subparsers ``sub``."""
+    p = sub.add_parser("convert", help="convert checkpoints: any supported format -> ours / original / safetensors",
+                       description="Read any checkpoint anytouch.load_model reads (ours, the original AnyTouch "
+                                   "stage-1/2 files, CLIP) and write it as ours (.pth), safetensors weights (no "
+                                   "optimizer state) or the original AnyTouch layout.")
+    p.add_argument("src", help="input checkpoint file or folder")
+    p.add_argument("dst", help="output file")
+    p.add_argument("--to", choices=("ours", "safetensors", "original"), default=None,
+                   help="output format (default: safetensors for a .safetensors name, else ours)")
+    p.add_argument("--config", default=None, help="CLIP config.json / folder / preset for original and CLIP inputs")
+    p.set_defaults(func=convert)
+
+    p = sub.add_parser("export", help="touch encoder -> ONNX and TorchScript, checked against PyTorch",
+                       description="Export the touch encoder (inputs: touch (B,3,H,W) or clips (B,3,3,H,W), sensor "
+                                   "ids (B,) int64; output: features (B,P)); dynamic batch. Each file is run on a "
+                                   "fresh batch and compared with PyTorch (ONNX with onnxruntime when installed).")
+    add_model_args(p, device=False)
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--format", nargs="+", choices=("onnx", "torchscript"), default=["onnx", "torchscript"])
+    p.add_argument("--input", choices=("image", "clip"), default="image", help="exported input kind (default image)")
+    p.add_argument("--pooling", choices=("cls", "global"), default="cls")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff accepted (default 1e-4)")
+    p.set_defaults(func=export, device="cpu")
+
+
+def convert(args) -> int:
+    """Load ``src`` in any supported format and write it in the ``--to`` format."""
+    # here, not at the top: these import torch (keeps anytouch --help fast)
+    from ..adapt import recorded_slots
+    from ..api import load_model
+    from ..checkpoint import atomic_save, export_safetensors, make_checkpoint
+    from ..checkpoint.original import to_original_stage1, to_original_stage2
+
+    to = args.to or ("safetensors" if args.dst.endswith(".safetensors") else "ours")
+    check_output_file(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
+                      f"the destination of --to {to}")
+    if not Path(args.src).exists():
+        raise CLIError(f"{args.src}: no such checkpoint file or folder")
+    model = load_model(args.src, config=args.config, merge_lora=to != "original")
+    if to == "original":
+        if model.has_towers:
+            sd = to_original_stage2(model.state_dict(), lora_rank=model.arch.lora_rank)
+        else:
+            sd = to_original_stage1(model.touch.state_dict())
+        out = atomic_save({"model": sd}, args.dst)  # the original container: weights under "model"
+    elif to == "safetensors":
+        out = export_safetensors(make_checkpoint(model), args.dst)
+    else:
+        config = {"converted_from": str(args.src)}
+        slots = recorded_slots(args.src)
+        if slots:  # keep the record of adapted sensor slots (anytouch embed --sensor checks it)
+            config["adapt"] = {"slots": slots}
+        out = atomic_save(make_checkpoint(model, config), args.dst)
+    kind = "stage-2" if model.has_towers else "stage-1"
+    print(f"{args.src} -> {out} ({to}, {kind}, arch {model.arch.name})")
+    return 0
+
+
+def export(args) -> int:
+    """Export the touch encoder and compare each exported file with PyTorch."""
+    from ..export import export_encoder  # here, not at the top: imports torch (keeps anytouch --help fast)
+
+    enc = load_from_args(args, "encoder")
+    checks = export_encoder(enc, args.output, formats=args.format, input=args.input, pooling=args.pooling,
+                            opset=args.opset)
+    for c in checks.values():
+        diff = "not compared" if c.max_abs_diff is None else f"max abs diff {c.max_abs_diff:.3g}"
+        print(f"{c.format:<12} {c.path}  {diff} vs PyTorch (checked with {c.checked_with})")
+    bad = [c for c in checks.values() if c.max_abs_diff is not None and c.max_abs_diff > args.tolerance]
+    if bad:
+        raise CLIError(f"{', '.join(c.format for c in bad)} output differs from PyTorch by more than "
+                       f"--tolerance {args.tolerance:g}")
+    return 0
