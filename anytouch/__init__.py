@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_encoder": "anytouch.api",
     "load_model": "anytouch.api",
+    "save_pretrained": "anytouch.api",
+    "from_pretrained": "anytouch.api",
     "preprocess_touch": "anytouch.preprocess",
     "preprocess_touch_batch": "anytouch.preprocess",
     "preprocess_vision": "anytouch.preprocess",

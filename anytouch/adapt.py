@@ -45,11 +45,12 @@ def free_slots(num_sensors: int = 10) -> List[int]:
 
 def recorded_slots(checkpoint: Union[str, Path]) -> List[int]:
     """The sensor slots a checkpoint records as adapted: ``config["adapt"]["slots"]`` (and the older single
-    ``config["adapt"]["slot"]``) of our checkpoints, as ``anytouch adapt`` writes them; [] for other formats."""
-    fmt, content, _, _ = read_checkpoint(checkpoint)
-    if fmt != "ours":
+    ``config["adapt"]["slot"]``) of our checkpoints and hub folders, as ``anytouch adapt`` writes them; [] for other
+    formats."""
+    loaded = read_checkpoint(checkpoint)
+    if loaded.format not in ("ours", "hub"):
         return []
-    record = (content.get("config") or {}).get("adapt") or {}
+    record = (loaded.content.get("config") or {}).get("adapt") or {}
     return sorted(set(record.get("slots", [])) | ({record["slot"]} if "slot" in record else set()))
 
 

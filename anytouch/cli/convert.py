@@ -3,22 +3,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import CLIError, add_model_args, check_output_file, load_from_args
+from .args import CLIError, add_model_args, check_checkpoint, check_output_file, load_from_args
 
 __all__ = ["add_parser"]
 
 
 def add_parser(sub) -> None:
     """Add ``convert`` and ``export`` to the ``anytouch`` subparsers ``sub``."""
-    p = sub.add_parser("convert", help="convert checkpoints: any supported format -> ours / original / safetensors",
+    p = sub.add_parser("convert", help="convert checkpoints: any supported format -> ours / original / safetensors / "
+                                       "hub folder",
                        description="Read any checkpoint anytouch.load_model reads (ours, the original AnyTouch "
-                                   "stage-1/2 files, CLIP) and write it as ours (.pth), safetensors weights (no "
-                                   "optimizer state) or the original AnyTouch layout.")
-    p.add_argument("src", help="input checkpoint file or folder")
-    p.add_argument("dst", help="output file")
-    p.add_argument("--to", choices=("ours", "safetensors", "original"), default=None,
+                                   "stage-1/2 files, CLIP, hub folders and hf-hub: ids) and write it as ours (.pth), "
+                                   "safetensors weights (no optimizer state), the original AnyTouch layout, or a "
+                                   "hub-layout folder (config.json, model.safetensors, generated README.md card).")
+    p.add_argument("src", help="input checkpoint file, folder or hf-hub:ORG/NAME id")
+    p.add_argument("dst", help="output file (a folder for --to hub)")
+    p.add_argument("--to", choices=("ours", "safetensors", "original", "hub"), default=None,
                    help="output format (default: safetensors for a .safetensors name, else ours)")
     p.add_argument("--config", default=None, help="CLIP config.json / folder / preset for original and CLIP inputs")
+    p.add_argument("--probe-results", default=None, metavar="RESULTS_JSON",
+                   help="--to hub: the results.json of anytouch eval, reported in the model card")
     p.set_defaults(func=convert)
 
     p = sub.add_parser("export", help="touch encoder -> ONNX and TorchScript, checked against PyTorch",
@@ -44,10 +48,17 @@ def convert(args) -> int:
     from ..checkpoint.original import to_original_stage1, to_original_stage2
 
     to = args.to or ("safetensors" if args.dst.endswith(".safetensors") else "ours")
-    check_output_file(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
-                      f"the destination of --to {to}")
-    if not Path(args.src).exists():
-        raise CLIError(f"{args.src}: no such checkpoint file or folder")
+    if to == "hub":
+        if Path(args.dst).is_file():
+            raise CLIError(f"the destination of --to hub {args.dst} is a file; expected a folder (new or existing)")
+    else:
+        check_output_file(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
+                          f"the destination of --to {to}")
+    if args.probe_results is not None and to != "hub":
+        raise CLIError(f"--probe-results is for --to hub (the model card), not --to {to}")
+    check_checkpoint(args.src, "the source")
+    if to == "hub":
+        return _convert_to_hub(args)
     model = load_model(args.src, config=args.config, merge_lora=to != "original")
     if to == "original":
         if model.has_towers:
@@ -65,6 +76,20 @@ def convert(args) -> int:
         out = atomic_save(make_checkpoint(model, config), args.dst)
     kind = "stage-2" if model.has_towers else "stage-1"
     print(f"{args.src} -> {out} ({to}, {kind}, arch {model.arch.name})")
+    return 0
+
+
+def _convert_to_hub(args) -> int:
+    from ..adapt import recorded_slots  # here, not at the top: these import torch (keeps anytouch --help fast)
+    from ..checkpoint import build, hub, read_checkpoint
+
+    loaded = read_checkpoint(args.src)
+    model, _ = build(loaded, "encoder" if loaded.kind == "encoder" else "model", args.config)
+    out = hub.save_pretrained(model, args.dst, source=args.src, source_weights=loaded.weights,
+                              source_format=loaded.format, probe=args.probe_results,
+                              adapted_slots=recorded_slots(args.src))
+    print(f"{args.src} -> {out} (hub folder: config.json, model.safetensors, README.md; {loaded.kind}, "
+          f"arch {model.arch.name})")
     return 0
 
 
