@@ -54,9 +54,8 @@ class LatestFrame:
     dropped. A file is paced at ``fps`` (its own rate by default), as a camera would deliver it.
     """
 
-    def __init__(self, cap: cv2.VideoCapture, is_file: bool, fps: Optional[float] = None,
-                 max_frames: Optional[int] = None):
-        self.cap, self.max_frames = cap, max_frames
+    def __init__(self, cap: cv2.VideoCapture, is_file: bool, fps: Optional[float] = None):
+        self.cap = cap
         rate = fps or (cap.get(cv2.CAP_PROP_FPS) if is_file else 0) or 0
         self.period = 1.0 / rate if is_file and rate > 0 else 0.0
         self.captured = self.dropped = 0
@@ -69,7 +68,7 @@ class LatestFrame:
 
     def _run(self) -> None:
         start = time.perf_counter()
-        while not self._stop and (self.max_frames is None or self.captured < self.max_frames):
+        while not self._stop:
             if self.period:
                 time.sleep(max(0.0, start + self.captured * self.period - time.perf_counter()))
             ok, bgr = self.cap.read()

@@ -34,7 +34,7 @@ from .io import _atomic_write, save_safetensors
 
 __all__ = [
     "HUB_PREFIX", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "HUB_VERSION", "is_hub_id", "resolve",
-    "save_pretrained", "from_pretrained", "sha256_file", "detect_file", "read_file", "build",
+    "hub_config", "save_pretrained", "from_pretrained", "sha256_file", "detect_file", "read_file", "build",
 ]
 
 HUB_PREFIX = "hf-hub:"
@@ -170,8 +170,7 @@ def _kind_and_state(module: nn.Module) -> Tuple[str, Dict[str, Any], Any]:
     if isinstance(module, TouchEncoder):
         return "encoder", module.state_dict(), module.arch
     if isinstance(module, (AnyTouchModel, TouchMAE)):
-        kind, state, arch = ours._kind_and_state(module)
-        return kind, state, arch
+        return ours._kind_and_state(module)
     raise TypeError(f"save_pretrained: cannot save a {type(module).__name__}; expected an AnyTouchModel, TouchMAE "
                     "or TouchEncoder")
 
