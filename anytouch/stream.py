@@ -50,8 +50,8 @@ class LatestFrame:
     """A capture thread that keeps only the newest frame.
 
     ``get()`` waits for a frame newer than the last one returned and gives ``(index, capture time, RGB uint8 frame)``,
-    or None once the source has ended and every frame was taken. A frame replaced before anyone took it counts as
-    dropped. A file is paced at ``fps`` (its own rate by default), as a camera would deliver it.
+    or None once the source has ended and every frame was taken (a RuntimeError if reading it failed). A frame
+    replaced before anyone took it counts as dropped. A file is paced at ``fps`` (its own rate by default), as a camera would deliver it.
     """
 
     def __init__(self, cap: cv2.VideoCapture, is_file: bool, fps: Optional[float] = None):
@@ -59,6 +59,7 @@ class LatestFrame:
         rate = fps or (cap.get(cv2.CAP_PROP_FPS) if is_file else 0) or 0
         self.period = 1.0 / rate if is_file and rate > 0 else 0.0
         self.captured = self.dropped = 0
+        self.error: Optional[BaseException] = None
         self._latest: Optional[Tuple[int, float, np.ndarray]] = None
         self._taken = True
         self._ended = self._stop = False
@@ -68,27 +69,34 @@ class LatestFrame:
 
     def _run(self) -> None:
         start = time.perf_counter()
-        while not self._stop:
-            if self.period:
-                time.sleep(max(0.0, start + self.captured * self.period - time.perf_counter()))
-            ok, bgr = self.cap.read()
-            if not ok:
-                break
-            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            while not self._stop:
+                if self.period:
+                    time.sleep(max(0.0, start + self.captured * self.period - time.perf_counter()))
+                ok, bgr = self.cap.read()
+                if not ok:
+                    break
+                frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                with self._cond:
+                    if not self._taken:
+                        self.dropped += 1
+                    self._latest, self._taken = (self.captured, time.perf_counter(), frame), False
+                    self.captured += 1
+                    self._cond.notify_all()
+        except Exception as e:  # noqa: BLE001 -- handed to the consumer thread, which raises it from get()
+            self.error = e
+        finally:  # a consumer waiting in get() must not wait forever
             with self._cond:
-                if not self._taken:
-                    self.dropped += 1
-                self._latest, self._taken = (self.captured, time.perf_counter(), frame), False
-                self.captured += 1
+                self._ended = True
                 self._cond.notify_all()
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
 
     def get(self) -> Optional[Tuple[int, float, np.ndarray]]:
         with self._cond:
             self._cond.wait_for(lambda: not self._taken or self._ended)
             if self._taken:
+                if self.error is not None:
+                    raise RuntimeError(f"reading the source failed after {self.captured} frames: {self.error}") \
+                        from self.error
                 return None
             self._taken = True
             return self._latest

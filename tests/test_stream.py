@@ -127,6 +127,21 @@ def test_a_slow_consumer_gets_only_the_newest_frames_and_drops_are_counted():
     assert grab.dropped == 30 - len(seen) > 0 and seen == sorted(set(seen))
 
 
+class _BrokenCapture(_SlowCapture):
+    def read(self):
+        if self.i == 3:
+            raise OSError("USB disconnected")
+        return super().read()
+
+
+def test_a_failing_camera_is_reported_not_waited_for():
+    grab = LatestFrame(_BrokenCapture(10, 0.0), is_file=False)
+    with pytest.raises(RuntimeError, match="reading the source failed after 3 frames: USB disconnected"):
+        while grab.get() is not None:
+            pass
+    grab.close()
+
+
 def test_bad_sources_and_references(tmp_path, ckpt, capsys):
     with pytest.raises(FileNotFoundError, match="--source .*nope.mp4: no such video file"):
         open_source(str(tmp_path / "nope.mp4"))

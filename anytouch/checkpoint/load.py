@@ -31,7 +31,8 @@ def read_checkpoint(checkpoint: PathLike) -> LoadedCheckpoint:
 
     Returns:
         A :class:`~anytouch.checkpoint.files.LoadedCheckpoint` (a named tuple starting with the format name):
-        format ``"ours"`` (content: our checkpoint dict), ``"original_stage2"``, ``"original_stage1"``,
+        format ``"ours"`` (content: our checkpoint dict), ``"hub"`` (a hub-layout folder; content: our checkpoint
+        dict with the folder's config under ``"hub"``), ``"original_stage2"``, ``"original_stage1"``,
         ``"hf_clip"`` (content: the state dict) or ``"open_clip"`` (content: already converted to the HF CLIP
         layout, ``report`` that conversion's).
 
