@@ -155,3 +155,14 @@ def test_bad_folders_and_arguments(originals, tmp_path):
     (tmp_path / "file").write_text("x")
     assert main(["convert", str(originals["s1"]), str(tmp_path / "file"), "--to", "hub", "--config", "tiny"]) == 2
     assert main(["convert", str(originals["s1"]), str(tmp_path / "o.pth"), "--probe-results", "r.json", "--config", "tiny"]) == 2
+
+
+def test_convert_keeps_the_adapted_slots(tmp_path):
+    from anytouch.adapt import recorded_slots
+    from anytouch.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    src = save_checkpoint(tmp_path / "adapted.pt", AnyTouchModel(TINY, towers=False), {"adapt": {"slots": [5, 6]}})
+    assert main(["convert", str(src), str(tmp_path / "hub"), "--to", "hub"]) == 0
+    assert recorded_slots(tmp_path / "hub") == [5, 6]
+    assert "| (slot 5) | 5 |" in (tmp_path / "hub" / "README.md").read_text()

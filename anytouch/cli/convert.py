@@ -87,7 +87,7 @@ def _convert_to_hub(args) -> int:
     model, _ = build(loaded, "encoder" if loaded.kind == "encoder" else "model", args.config)
     out = hub.save_pretrained(model, args.dst, source=args.src, source_weights=loaded.weights,
                               source_format=loaded.format, probe=args.probe_results,
-                              adapted_slots=recorded_slots(args.src))
+                              adapted_slots=recorded_slots(loaded))
     print(f"{args.src} -> {out} (hub folder: config.json, model.safetensors, README.md; {loaded.kind}, "
           f"arch {model.arch.name})")
     return 0
