@@ -14,6 +14,8 @@ _LAZY = {
     "load_encoder": "anytouch.api",
     "load_model": "anytouch.api",
     "load_probe": "anytouch.checkpoint.anytouch2_probe",
+    "save_pretrained": "anytouch.api",
+    "from_pretrained": "anytouch.api",
     "preprocess_touch": "anytouch.preprocess",
     "preprocess_touch_batch": "anytouch.preprocess",
     "preprocess_touch2": "anytouch.preprocess",

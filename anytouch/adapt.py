@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Union
 import torch
 
 from .checkpoint import read_checkpoint
+from .checkpoint.files import LoadedCheckpoint
 from .models import as_touch_mae
 from .sensors import FAMILY_SENSORS, SENSOR_IDS, sensor_id
 
@@ -44,11 +45,12 @@ def free_slots(num_sensors: int = 10, family: str = "anytouch") -> List[int]:
     return [s for s in range(num_sensors - 1) if s not in used]
 
 
-def recorded_slots(checkpoint: Union[str, Path]) -> List[int]:
-    """The sensor slots a checkpoint records as adapted: ``config["adapt"]["slots"]`` (and the older single
-    ``config["adapt"]["slot"]``) of our checkpoints, as ``anytouch adapt`` writes them; [] for other formats."""
-    loaded = read_checkpoint(checkpoint)
-    if loaded.format != "ours":
+def recorded_slots(checkpoint: Union[str, Path, LoadedCheckpoint]) -> List[int]:
+    """The sensor slots a checkpoint (a path, or one already read) records as adapted: ``config["adapt"]["slots"]``
+    (and the older single ``config["adapt"]["slot"]``) of our checkpoints and hub folders, as ``anytouch adapt``
+    writes them; [] for other formats."""
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else read_checkpoint(checkpoint)
+    if loaded.format not in ("ours", "hub"):
         return []
     record = (loaded.content.get("config") or {}).get("adapt") or {}
     return sorted(set(record.get("slots", [])) | ({record["slot"]} if "slot" in record else set()))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from anytouch2_fixtures import released_file, tiny_encoder
 
 from anytouch.checkpoint import anytouch2 as a2
-from anytouch.checkpoint import ours
+from anytouch.checkpoint import hub, ours
 from anytouch.models import AnyTouchModel
 from anytouch.models.config import get_arch
 
@@ -174,6 +174,7 @@ def write_every_format(root: Path) -> dict:
         "original_stage2": save_original(root / "s2.pth", make_state_dict(stage2_layout())),
     }
     out["ours_st"] = ours.export_safetensors(out["ours_pt"], root / "ours.safetensors")
+    out["hub_folder"] = hub.save_pretrained(model, root / "hub_folder", source=out["ours_pt"])
     open_clip = pytest.importorskip("open_clip")
     oc = open_clip.model.CLIP(
         embed_dim=32, vision_cfg=dict(image_size=56, layers=2, width=64, head_width=32, mlp_ratio=2.0, patch_size=14),

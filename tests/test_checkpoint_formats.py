@@ -15,6 +15,7 @@ EXPECTED = {
     "ours_pt": ("ours", "stage2"), "ours_st": ("ours", "stage2"), "original_stage1": ("original_stage1", "stage1"),
     "original_stage2": ("original_stage2", "stage2"), "hf_folder": ("hf_clip", "clip"), "hf_bin": ("hf_clip", "clip"),
     "open_clip": ("open_clip", "clip"), "anytouch2": ("anytouch2", "encoder"), "anytouch2_st": ("anytouch2", "encoder"),
+    "hub_folder": ("hub", "stage2"),
 }
 
 
@@ -39,7 +40,7 @@ def test_each_format_detects_exactly_its_own_files(files):
         assert _accepting(path) == [fmt], name  # exclusive: detection does not depend on the registry order
         loaded = read_checkpoint(path)
         assert (loaded.format, loaded.kind) == (fmt, kind), name
-        assert (loaded.arch is not None) == (fmt == "ours"), name
+        assert (loaded.arch is not None) == (fmt in ("ours", "hub")), name
 
 
 def test_every_registered_format_has_a_fixture():

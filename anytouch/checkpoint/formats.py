@@ -16,8 +16,9 @@ How to add a format (e.g. ``foo``):
    ``"mae"`` -> TouchMAE, for the training initialisations; raise ValueError naming the file for one it cannot
    make) and loads it strictly (``common.load_assign``). The three functions may be one-line lambdas in the entry.
 2. Add one :class:`Format` entry to :data:`FORMATS` below, before any entry whose ``detect`` would also accept
-   your files. Give ``kind``: ``"stage1"``, ``"stage2"`` or ``"clip"`` (training takes a ``"stage1"`` file as the
-   stage-2 touch branch and refuses a ``"clip"`` file as model.checkpoint); ``arch`` if the file stores its
+   your files. Give ``kind``: ``"stage1"``, ``"stage2"``, ``"clip"`` or ``"encoder"`` (a touch encoder alone;
+   training takes a ``"stage1"`` file as the stage-2 touch branch and refuses a ``"clip"`` file as
+   model.checkpoint); ``arch`` if the file stores its
    architecture; in ``folder_files`` the weights file names a checkpoint folder of yours holds; in ``allow`` any
    class the weights-only unpickler must accept (plain data classes only).
 3. Test it: write a tiny file of the format in ``tests/checkpoint_fixtures.write_every_format`` and name its
@@ -34,7 +35,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
-from . import anytouch2, hf_clip, open_clip, original, ours
+from . import anytouch2, hf_clip, hub, open_clip, original, ours
 from .common import ConfigLike, ConversionReport
 from .files import CheckpointFile, LoadedCheckpoint
 from .io import ORIGINAL_ALLOW
@@ -88,6 +89,9 @@ def _open_clip_read(f: CheckpointFile) -> Tuple[Mapping[str, Any], ConversionRep
 FORMATS: Tuple[Format, ...] = (
     Format("ours", "an anytouch checkpoint (.pt/.pth, or an exported .safetensors)", ours.detect_file, ours.build,
            kind=lambda ckpt: ckpt["kind"], read=ours.read_file, arch=lambda ckpt: ckpt["arch"]),
+    Format("hub", "a hub-layout folder (config.json with library_name anytouch + model.safetensors)",
+           hub.detect_file, hub.build, kind=lambda ckpt: ckpt["kind"], read=hub.read_file,
+           arch=lambda ckpt: ckpt["arch"], folder_files=(hub.WEIGHTS_NAME,)),
     Format("original_stage2", "an original AnyTouch stage-2 file",
            lambda f: original.detect_stage2(f.state_dict), original.build, kind=lambda sd: "stage2",
            allow=ORIGINAL_ALLOW),

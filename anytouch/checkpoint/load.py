@@ -13,7 +13,7 @@ from typing import Dict, Tuple, Union
 import torch
 import torch.nn as nn
 
-from . import formats
+from . import formats, hub
 from .common import ConfigLike, ConversionReport
 from .files import CheckpointFile, LoadedCheckpoint, resolve_weights
 
@@ -23,14 +23,16 @@ PathLike = Union[str, Path]
 
 
 def read_checkpoint(checkpoint: PathLike) -> LoadedCheckpoint:
-    """Read a checkpoint file or folder (weights-only) and detect its format.
+    """Read a checkpoint file, folder or hub id (``hf-hub:org/name``, see :func:`~anytouch.checkpoint.hub.resolve`)
+    weights-only and detect its format.
 
     A folder is resolved to the first weights file it holds among the registered formats' ``folder_files``
     (``model.safetensors``, ``pytorch_model.bin``, ``open_clip_model.safetensors``, ...).
 
     Returns:
         A :class:`~anytouch.checkpoint.files.LoadedCheckpoint` (a named tuple starting with the format name):
-        format ``"ours"`` (content: our checkpoint dict), ``"original_stage2"``, ``"original_stage1"``,
+        format ``"ours"`` (content: our checkpoint dict), ``"hub"`` (a hub-layout folder; content: our checkpoint
+        dict with the folder's config under ``"hub"``), ``"original_stage2"``, ``"original_stage1"``,
         ``"hf_clip"`` (content: the state dict) or ``"open_clip"`` (content: already converted to the HF CLIP
         layout, ``report`` that conversion's).
 
@@ -39,7 +41,7 @@ def read_checkpoint(checkpoint: PathLike) -> LoadedCheckpoint:
         CorruptCheckpointError / UnsafeCheckpointError: see :func:`anytouch.checkpoint.io.safe_load`.
         ValueError: the file is readable but of no registered format (the message lists them).
     """
-    given = Path(checkpoint)
+    given = hub.resolve(checkpoint)
     names = dict.fromkeys(name for fmt in formats.FORMATS for name in fmt.folder_files)
     allow = tuple(dict.fromkeys(cls for fmt in formats.FORMATS for cls in fmt.allow))
     f = CheckpointFile(given, resolve_weights(given, names), allow)
@@ -66,7 +68,8 @@ def load_model(checkpoint: PathLike, config: ConfigLike = None, *, inflate: str 
 
     Args:
         checkpoint: file or folder: our ``.pt``/``.pth``/``.safetensors``, an original AnyTouch stage-1 or stage-2
-            file, or a CLIP checkpoint (HF folder / ``pytorch_model.bin`` / ``model.safetensors``, or open_clip).
+            file, or a CLIP checkpoint (HF folder / ``pytorch_model.bin`` / ``model.safetensors``, or open_clip);
+            or a hub-layout folder (``anytouch.save_pretrained``) or its hub id ``hf-hub:org/name``.
             A stage-1 file gives a model without vision/text towers (``encode_vision`` / ``encode_text`` raise).
             A CLIP checkpoint gives the CLIP-initialised stage-2 model (the towers are CLIP's, the touch encoder is
             CLIP's vision tower with its patch kernel inflated over frames, LoRA and heads start fresh).

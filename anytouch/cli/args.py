@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["CLIError", "add_model_args", "sensor_arg", "check_suffix", "check_output_file", "device",
+__all__ = ["CLIError", "add_model_args", "sensor_arg", "check_suffix", "check_output_file", "check_checkpoint", "device",
            "load_from_args", "check_sensor_slot", "user_errors"]
 
 
@@ -22,7 +22,8 @@ class CLIError(Exception):
 def add_model_args(p: argparse.ArgumentParser, device: bool = True) -> None:
     """``--checkpoint`` / ``--config`` (and ``--device``) for commands that load a model."""
     p.add_argument("--checkpoint", "-c", required=True,
-                   help="our .pth/.safetensors, an original AnyTouch stage-1/2 file, or a CLIP folder/weights file")
+                   help="our .pth/.safetensors, an original AnyTouch stage-1/2 file, a CLIP folder/weights file, a "
+                        "hub-layout folder or a hf-hub:ORG/NAME id")
     p.add_argument("--config", default=None,
                    help="for original / CLIP files: the CLIP config.json (or its folder) or a preset (tiny, small, "
                         "anytouch-l14); default: inferred from the tensors")
@@ -59,6 +60,12 @@ def check_output_file(path: str, allowed: Sequence[str], what: str) -> None:
         raise CLIError(f"{what} {path}: {parent} is a file, not a folder")
 
 
+def check_checkpoint(checkpoint: str, what: str = "--checkpoint") -> None:
+    """A CLIError unless ``checkpoint`` exists or is a hub id (``hf-hub:...``, resolved when loaded)."""
+    if not checkpoint.startswith("hf-hub:") and not Path(checkpoint).exists():
+        raise CLIError(f"{what} {checkpoint}: no such file or folder")
+
+
 def device(name: str):
     """``auto`` -> cuda when available, else cpu; a CLIError for CUDA on a machine without it."""
     import torch  # here, not at the top: keeps anytouch --help fast
@@ -74,8 +81,7 @@ def load_from_args(args, what: str):
     """Load --checkpoint (+ --config) as an encoder or a model, on --device."""
     from .. import api  # here, not at the top: keeps anytouch --help fast
 
-    if not Path(args.checkpoint).exists():
-        raise CLIError(f"--checkpoint {args.checkpoint}: no such file or folder")
+    check_checkpoint(args.checkpoint)
     fn = api.load_encoder if what == "encoder" else api.load_model
     return fn(args.checkpoint, config=args.config).to(device(args.device))
 

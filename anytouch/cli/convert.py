@@ -3,25 +3,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import CLIError, add_model_args, check_output_file, load_from_args
+from .args import CLIError, add_model_args, check_checkpoint, check_output_file, load_from_args
 
 __all__ = ["add_parser"]
 
 
 def add_parser(sub) -> None:
     """Add ``convert`` and ``export`` to the ``anytouch`` subparsers ``sub``."""
-    p = sub.add_parser("convert", help="convert checkpoints: any supported format -> ours / original / safetensors",
+    p = sub.add_parser("convert", help="convert checkpoints: any supported format -> ours / original / safetensors / "
+                                       "hub folder",
                        description="Read any checkpoint anytouch.load_model reads (ours, the original AnyTouch "
-                                   "stage-1/2 files, CLIP, AnyTouch 2) and write it as ours (.pth), safetensors "
-                                   "weights (no optimizer state) or the original layout. AnyTouch 2 encoders convert "
-                                   "to safetensors (architecture in the metadata) or to the released upstream "
-                                   "layout (--to original or --to upstream).")
-    p.add_argument("src", help="input checkpoint file or folder")
-    p.add_argument("dst", help="output file")
-    p.add_argument("--to", choices=("ours", "safetensors", "original", "upstream"), default=None,
+                                   "stage-1/2 files, CLIP, AnyTouch 2, hub folders and hf-hub: ids) and write it as "
+                                   "ours (.pth), safetensors weights (no optimizer state), the original layout, or a "
+                                   "hub-layout folder (config.json, model.safetensors, generated README.md card). "
+                                   "AnyTouch 2 encoders convert to safetensors (architecture in the metadata), to the "
+                                   "released upstream layout (--to original or --to upstream) or to a hub folder.")
+    p.add_argument("src", help="input checkpoint file, folder or hf-hub:ORG/NAME id")
+    p.add_argument("dst", help="output file (a folder for --to hub)")
+    p.add_argument("--to", choices=("ours", "safetensors", "original", "upstream", "hub"), default=None,
                    help="output format (default: safetensors for a .safetensors name, else ours; for AnyTouch 2 "
                         "files: else upstream); 'upstream' is the AnyTouch 2 name of 'original'")
     p.add_argument("--config", default=None, help="CLIP config.json / folder / preset for original and CLIP inputs")
+    p.add_argument("--probe-results", default=None, metavar="RESULTS_JSON",
+                   help="--to hub: the results.json of anytouch eval, reported in the model card")
     p.set_defaults(func=convert)
 
     p = sub.add_parser("export", help="touch encoder -> ONNX and TorchScript, checked against PyTorch",
@@ -47,13 +51,20 @@ def convert(args) -> int:
     from ..checkpoint import anytouch2, atomic_save, build, export_safetensors, make_checkpoint, read_checkpoint
     from ..checkpoint.original import to_original_stage1, to_original_stage2
 
-    if not Path(args.src).exists():
-        raise CLIError(f"{args.src}: no such checkpoint file or folder")
     to = args.to or ("safetensors" if args.dst.endswith(".safetensors") else "ours")
     # before reading a multi-GB file, not after
-    check_output_file(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
-                      f"the destination of --to {to}")
+    if to == "hub":
+        if Path(args.dst).is_file():
+            raise CLIError(f"the destination of --to hub {args.dst} is a file; expected a folder (new or existing)")
+    else:
+        check_output_file(args.dst, (".safetensors",) if to == "safetensors" else (".pth", ".pt", ".bin"),
+                          f"the destination of --to {to}")
+    if args.probe_results is not None and to != "hub":
+        raise CLIError(f"--probe-results is for --to hub (the model card), not --to {to}")
+    check_checkpoint(args.src, "the source")
     loaded = read_checkpoint(args.src)
+    if to == "hub":
+        return _convert_to_hub(args, loaded)
     if loaded.format == anytouch2.FORMAT:
         return _convert_anytouch2(args, loaded)
     if to == "upstream":
@@ -70,7 +81,7 @@ def convert(args) -> int:
         out = export_safetensors(make_checkpoint(model), args.dst)
     else:
         config = {"converted_from": str(args.src)}
-        slots = recorded_slots(args.src)
+        slots = recorded_slots(loaded)
         if slots:  # keep the record of adapted sensor slots (anytouch embed --sensor checks it)
             config["adapt"] = {"slots": slots}
         out = atomic_save(make_checkpoint(model, config), args.dst)
@@ -92,6 +103,20 @@ def _convert_anytouch2(args, loaded) -> int:
     out = anytouch2.export_safetensors(encoder, args.dst) if to == "safetensors" else \
         anytouch2.save_upstream(encoder, args.dst)
     print(f"{args.src} -> {out} ({to}, AnyTouch 2 encoder, {encoder.num_frames} frames)")
+    return 0
+
+
+def _convert_to_hub(args, loaded) -> int:
+    """Any supported checkpoint (already read) -> a hub-layout folder."""
+    from ..adapt import recorded_slots  # here, not at the top: these import torch (keeps anytouch --help fast)
+    from ..checkpoint import build, hub
+
+    model, _ = build(loaded, "encoder" if loaded.kind == "encoder" else "model", args.config)
+    out = hub.save_pretrained(model, args.dst, source=args.src, source_weights=loaded.weights,
+                              source_format=loaded.format, probe=args.probe_results,
+                              adapted_slots=recorded_slots(loaded))
+    print(f"{args.src} -> {out} (hub folder: config.json, model.safetensors, README.md; {loaded.kind}, "
+          f"arch {model.arch.name})")
     return 0
 
 
