@@ -6,6 +6,7 @@ runs the parsed arguments; ``main(argv)`` does both.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import List, Optional
 
 from .heads import HEADS
@@ -62,12 +63,10 @@ def config_from_args(args: argparse.Namespace, task_names: List[str]):
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark for parsed arguments; prints the Markdown table. Returns 0."""
-    from .runner import _default_tasks, run_benchmark
+    from .runner import default_tasks, run_benchmark
 
-    catalogue, _ = _default_tasks()
+    catalogue, _ = default_tasks()
     results = run_benchmark(config_from_args(args, list(catalogue)))
-    from pathlib import Path
-
     print((Path(args.out) / "results.md").read_text(), end="")
     for name, t in results["timing"].items():
         print(f"{name}: {t['wall_s']:.1f} s ({t['cells_run']} cells)")

@@ -143,7 +143,7 @@ def run_cell(task: Any, head_name: str, dims: Tuple[int, int], train: FeatureSou
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, count = total + float(loss) * len(idx), count + len(idx)
+            total, count = total + loss.item() * len(idx), count + len(idx)
         losses.append(total / count)
         metrics = scorer.score(task, predict(head, val, kind, cfg.eval_batch_size, device, scale), val.target,
                                val.groups)

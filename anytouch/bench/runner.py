@@ -99,13 +99,13 @@ def _task_dict(task: Any) -> Dict[str, Any]:
     return asdict(task) if hasattr(task, "__dataclass_fields__") else dict(vars(task))
 
 
-def _default_tasks() -> Tuple[Dict[str, Any], Callable[..., Dataset]]:
+def default_tasks() -> Tuple[Dict[str, Any], Callable[..., Dataset]]:
     from . import tasks as task_module  # the task catalogue imports every bench data module
 
     return {t.name: t for t in task_module.TASKS}, task_module.build_task_dataset
 
 
-def _default_scorer() -> Scorer:
+def default_scorer() -> Scorer:
     from .metrics import scorer  # task metrics live beside the task catalogue
 
     return scorer()
@@ -200,7 +200,7 @@ def run_benchmark(cfg: BenchConfig, tasks: Optional[Sequence[Any]] = None,
     metrics (:mod:`anytouch.bench.metrics`); tests pass their own. Returns the results dict written to results.json.
     """
     if tasks is None or build_dataset is None:
-        catalogue, default_build = _default_tasks()
+        catalogue, default_build = default_tasks()
         task_map = {t.name: t for t in tasks} if tasks is not None else catalogue
         build_dataset = build_dataset or default_build
     else:
@@ -212,7 +212,7 @@ def run_benchmark(cfg: BenchConfig, tasks: Optional[Sequence[Any]] = None,
         bad = [s for s in ("train", "val", "test") if s not in tuple(getattr(task_map[t], "splits", ()))]
         if bad:
             raise ValueError(f"task {t!r} has no {bad} split(s); the protocol needs train, val and test")
-    run = _Run(cfg, task_map, build_dataset, scorer or _default_scorer())
+    run = _Run(cfg, task_map, build_dataset, scorer or default_scorer())
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     timing_path = out / "timing.json"
