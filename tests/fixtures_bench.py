@@ -84,8 +84,8 @@ class FakePress(Dataset):
                 "group": f"g{i % 4}"}
 
 
-def build_fake_dataset(task, split, root=None, synthetic=False, budget=1.0, seed=0):
-    return FakePress(task, split, seed)
+def build_fake_dataset(task, split, root=None, synthetic=False, budget=1.0, seed=0, image_size=(24, 32)):
+    return FakePress(task, split, seed, *image_size)
 
 
 class FakeScorer:

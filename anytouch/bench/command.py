@@ -7,34 +7,35 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from .heads import HEADS
-from .protocol import ProtocolConfig
+import yaml
 
-__all__ = ["add_arguments", "config_from_args", "run", "main"]
+__all__ = ["add_arguments", "parse_data_options", "config_from_args", "run", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the benchmark's options to ``parser``."""
-    d = ProtocolConfig()
     parser.add_argument("--encoders", nargs="+", required=True, metavar="YAML",
                         help="encoder files (configs/bench/encoders/*.yaml: family, checkpoint, options)")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="task names (default: every task)")
     parser.add_argument("--out", required=True, help="output folder (results.json, results.md, results.png, cells/)")
     parser.add_argument("--synthetic", action="store_true", help="use each task's synthetic twin instead of real data")
     parser.add_argument("--root", default=None, help="data root (default: the task modules' default)")
+    parser.add_argument("--data", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra options of the task datasets (YAML values), e.g. num_samples=64 image_size=32")
     parser.add_argument("--budgets", nargs="+", type=float, default=[1.0, 0.33, 0.1, 0.01],
                         help="training-data fractions (nested subsets)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--num-heads", type=int, default=d.num_heads,
-                        help="attention heads of the attentive pooler (0: width // 64)")
-    parser.add_argument("--hidden", type=int, default=d.hidden, help="hidden units of the task layer (0: linear)")
+    parser.add_argument("--heads", nargs="+", default=None, help="linear and/or attentive (default: both)")
+    # recipe options default to anytouch.bench.protocol.ProtocolConfig's values
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs per head (default 30)")
+    parser.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.05)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch size (default 64)")
+    parser.add_argument("--num-heads", type=int, default=None,
+                        help="attention heads of the attentive pooler (default 0: width // 64)")
+    parser.add_argument("--hidden", type=int, default=None, help="hidden units of the task layer (default 0: linear)")
     parser.add_argument("--no-cache", action="store_true",
                         help="encode every batch of every epoch instead of caching features once per split")
     parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: OUT/features)")
@@ -45,19 +46,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_data_options(items: List[str]) -> Dict[str, Any]:
+    """``["key=value", ...]`` -> {key: YAML-parsed value}; an item without ``=`` is a ValueError naming it."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def config_from_args(args: argparse.Namespace, task_names: List[str]):
     """A :class:`~anytouch.bench.runner.BenchConfig` from parsed arguments (``task_names``: the default tasks)."""
-    import torch  # imported here so that building the parser stays light
+    import torch  # imported on use, so that building the parser (anytouch --help) stays light
 
+    from .heads import HEADS
+    from .protocol import ProtocolConfig
     from .runner import BenchConfig
 
-    proto = ProtocolConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                           batch_size=args.batch_size, num_heads=args.num_heads, hidden=args.hidden)
+    heads = tuple(args.heads or HEADS)
+    bad = [h for h in heads if h not in HEADS]
+    if bad:
+        raise ValueError(f"--heads {bad}: expected some of {', '.join(HEADS)}")
+    recipe = {k: getattr(args, k) for k in ("epochs", "lr", "weight_decay", "batch_size", "num_heads", "hidden")}
+    proto = ProtocolConfig(**{k: v for k, v in recipe.items() if v is not None})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return BenchConfig(encoders=list(args.encoders), tasks=list(args.tasks or task_names), out=args.out,
                        synthetic=args.synthetic, root=args.root, budgets=tuple(args.budgets), seeds=tuple(args.seeds),
-                       heads=tuple(args.heads), protocol=proto, cache=not args.no_cache, cache_dir=args.cache_dir,
-                       device=device, feature_dtype=args.feature_dtype, encode_batch_size=args.encode_batch_size,
+                       heads=heads, protocol=proto, cache=not args.no_cache, cache_dir=args.cache_dir,
+                       data_options=parse_data_options(args.data), device=device, feature_dtype=args.feature_dtype,
+                       encode_batch_size=args.encode_batch_size,
                        num_workers=args.num_workers)
 
 

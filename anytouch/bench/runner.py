@@ -29,7 +29,8 @@ from .features import Features, FeatureStore, collate, dtype_of, encode_batch, e
 from .protocol import ProtocolConfig, Scorer, budget_indices, run_cell
 from .report import write_report
 
-__all__ = ["BenchConfig", "CachedSource", "LiveSource", "run_benchmark", "cell_name"]
+__all__ = ["BenchConfig", "CachedSource", "LiveSource", "TaskScorer", "default_tasks", "default_scorer", "run_benchmark",
+           "cell_name"]
 
 DEFAULT_BUDGETS = (1.0, 0.33, 0.1, 0.01)
 
@@ -37,7 +38,8 @@ DEFAULT_BUDGETS = (1.0, 0.33, 0.1, 0.01)
 @dataclass
 class BenchConfig:
     """One benchmark run. ``encoders``: encoder YAML files; ``tasks``: task names; ``root``: data root (None = the
-    task modules' default); ``cache_dir``: feature cache (default ``<out>/features``)."""
+    task modules' default); ``cache_dir``: feature cache (default ``<out>/features``); ``data_options``: extra keyword arguments of the
+    dataset builder (e.g. ``num_samples`` and ``image_size`` of the synthetic twins)."""
 
     encoders: List[str]
     tasks: List[str]
@@ -53,6 +55,7 @@ class BenchConfig:
     device: str = "cpu"
     feature_dtype: str = "float32"
     data_seed: int = 0
+    data_options: Dict[str, Any] = field(default_factory=dict)
     encode_batch_size: int = 64
     num_workers: int = 0
 
@@ -100,15 +103,31 @@ def _task_dict(task: Any) -> Dict[str, Any]:
 
 
 def default_tasks() -> Tuple[Dict[str, Any], Callable[..., Dataset]]:
-    from . import tasks as task_module  # the task catalogue imports every bench data module
+    """The task catalogue ({name: BenchTask}) and its dataset builder, from :mod:`anytouch.bench.tasks`."""
+    from . import tasks as task_module  # imported on use: the catalogue imports every bench data module
 
     return {t.name: t for t in task_module.TASKS}, task_module.build_task_dataset
 
 
-def default_scorer() -> Scorer:
-    from .metrics import scorer  # task metrics live beside the task catalogue
+class TaskScorer:
+    """Every metric a task lists, computed by :func:`anytouch.bench.metrics.compute` (outputs as
+    :func:`~anytouch.bench.protocol.predict` gives them), directions from its ``METRICS`` table."""
 
-    return scorer()
+    def __init__(self):
+        from . import metrics  # imported on use, beside the task catalogue
+
+        self.metrics = metrics
+
+    def score(self, task: Any, pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str]) -> Dict[str, float]:
+        return {m: float(self.metrics.compute(m, pred, target, groups)) for m in task.metrics}
+
+    def higher_is_better(self, metric: str) -> bool:
+        return bool(self.metrics.METRICS[metric].higher_is_better)
+
+
+def default_scorer() -> Scorer:
+    """The scorer of the task catalogue (:class:`TaskScorer`)."""
+    return TaskScorer()
 
 
 class _Run:
@@ -118,11 +137,12 @@ class _Run:
         self.out = Path(cfg.out)
         self.store = FeatureStore(Path(cfg.cache_dir) if cfg.cache_dir else self.out / "features")
         self.device = torch.device(cfg.device)
-        self.data = {"root": cfg.root, "synthetic": cfg.synthetic, "seed": cfg.data_seed}
+        self.data = {"root": cfg.root, "synthetic": cfg.synthetic, "seed": cfg.data_seed,
+                     "options": dict(cfg.data_options)}
 
     def dataset(self, task: Any, split: str) -> Dataset:
         return self.build_dataset(task, split, root=self.cfg.root, synthetic=self.cfg.synthetic, budget=1.0,
-                                  seed=self.cfg.data_seed)
+                                  seed=self.cfg.data_seed, **self.cfg.data_options)
 
     def cell_key(self, spec: EncoderSpec, task: Any, head: str, budget: float, seed: int) -> str:
         c = self.cfg
@@ -208,10 +228,6 @@ def run_benchmark(cfg: BenchConfig, tasks: Optional[Sequence[Any]] = None,
     unknown = [t for t in cfg.tasks if t not in task_map]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; expected some of: {', '.join(task_map)}")
-    for t in cfg.tasks:
-        bad = [s for s in ("train", "val", "test") if s not in tuple(getattr(task_map[t], "splits", ()))]
-        if bad:
-            raise ValueError(f"task {t!r} has no {bad} split(s); the protocol needs train, val and test")
     run = _Run(cfg, task_map, build_dataset, scorer or default_scorer())
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
