@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from anytouch.api import load_encoder
 from anytouch.bench.encoders import build_encoder, load_spec, select_window
-from anytouch.bench.sparsh import convert_sparsh_state_dict, sincos_pos_embed
+from anytouch.bench.sparsh import convert_sparsh_state_dict, sincos_pos_embed, to_sparsh_state_dict
 from anytouch.preprocess import preprocess_touch_batch
 from fixtures_bench import (anytouch1_checkpoint, naive_timm_vit, sparsh_checkpoint, sparsh_state, t3_folder,
                             write_yaml)
@@ -36,6 +36,22 @@ def test_spec_errors_name_the_file_and_key(tmp_path):
         load_spec(tmp_path / "b.yaml")
     spec = load_spec(write_yaml(tmp_path / "c.yaml", "sparsh", "w/s.ckpt"))
     assert spec.name == "c" and spec.checkpoint == str(tmp_path / "w" / "s.ckpt")  # relative to the YAML file
+
+
+def test_shipped_encoder_configs_parse(monkeypatch):
+    from pathlib import Path
+
+    from anytouch.bench.encoders import _LAZY_FAMILIES
+
+    monkeypatch.setenv("ANYTOUCH_WEIGHTS", "/weights")
+    files = sorted(Path(__file__).parents[1].joinpath("configs", "bench", "encoders").glob("*.yaml"))
+    families = {load_spec(f).family for f in files}
+    assert families == set(_LAZY_FAMILIES)  # one example per family
+    at1 = load_spec(next(f for f in files if f.stem == "anytouch1"))
+    assert at1.checkpoint.startswith("/weights/") and at1.options["config"].startswith("/weights/")
+    monkeypatch.delenv("ANYTOUCH_WEIGHTS")
+    with pytest.raises(ValueError, match="unset environment variable"):
+        load_spec(files[0])
 
 
 def test_anytouch1_matches_the_library_encoder(tmp_path):
@@ -72,6 +88,14 @@ def test_sparsh_converter_matches_a_reference_forward(tmp_path):
     assert torch.allclose(tokens, ref, atol=1e-4)
     assert torch.allclose(pooled, ref.mean(1), atol=1e-4)
     assert any("mask_token" in n for n in plugin.notes) and any("predictor" in n for n in plugin.notes)
+
+
+def test_sparsh_layout_round_trip():
+    sd = sparsh_state(prefix="encoder.")
+    model, _ = convert_sparsh_state_dict(sd, (32, 24))
+    back = to_sparsh_state_dict(model, "encoder.")
+    assert set(back) == set(sd) - {"encoder.mask_token"}
+    assert all(torch.equal(back[k], sd[k]) for k in back)
 
 
 def test_sparsh_converter_is_strict():

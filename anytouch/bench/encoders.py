@@ -11,13 +11,14 @@ An encoder YAML file holds::
 
     family: sparsh            # a key of FAMILIES
     name: sparsh-dino-base    # optional; defaults to the file's stem
-    checkpoint: weights/dino_vitbase.ckpt   # relative paths are read from the YAML file's folder
+    checkpoint: ${ANYTOUCH_WEIGHTS}/sparsh/dino_vitbase.ckpt   # $VARS expanded; relative to the YAML's folder
     options: {...}            # family-specific, checked by the family (unknown keys are errors)
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -125,6 +126,14 @@ def _builder(family: str, where: str) -> Callable[[EncoderSpec], TactileEncoderP
     return FAMILIES[family]
 
 
+def _expand(value: str, where: str) -> str:
+    """``$VAR`` / ``${VAR}`` expanded from the environment; an unset variable is a ValueError."""
+    out = os.path.expandvars(value)
+    if "$" in out:
+        raise ValueError(f"{where} {value!r} names an unset environment variable")
+    return out
+
+
 def load_spec(source: Union[str, Path, Mapping[str, Any]]) -> EncoderSpec:
     """Read an encoder YAML file (or a dict of the same keys). Relative checkpoint paths are taken from the file's
     folder. Raises ValueError naming the file and key for a missing or unknown key."""
@@ -148,10 +157,12 @@ def load_spec(source: Union[str, Path, Mapping[str, Any]]) -> EncoderSpec:
         raise ValueError(f"{where}: missing 'name'")
     ckpt = raw.get("checkpoint")
     if ckpt is not None:
-        ckpt = str(Path(ckpt).expanduser() if Path(ckpt).expanduser().is_absolute() else base / ckpt)
+        p = Path(_expand(str(ckpt), f"{where}: checkpoint")).expanduser()
+        ckpt = str(p if p.is_absolute() else base / p)
     options = raw.get("options") or {}
     if not isinstance(options, dict):
         raise ValueError(f"{where}: 'options' must be a mapping, got {type(options).__name__}")
+    options = {k: _expand(v, f"{where}: options.{k}") if isinstance(v, str) else v for k, v in options.items()}
     return EncoderSpec(str(name), str(raw["family"]), ckpt, options, where)
 
 

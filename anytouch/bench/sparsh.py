@@ -29,7 +29,8 @@ from .encoders import (EncoderSpec, InputContract, TactileEncoderPlugin, as_size
                        require_checkpoint, resize, to_float)
 from .families import read_state_dict
 
-__all__ = ["SparshViT", "sincos_pos_embed", "timm_block_map", "find_encoder_prefix", "convert_sparsh_state_dict", "SparshPlugin"]
+__all__ = ["SparshViT", "sincos_pos_embed", "timm_block_map", "find_encoder_prefix", "convert_sparsh_state_dict",
+           "to_sparsh_state_dict", "SparshPlugin"]
 
 PREFIXES = ("target_encoder.", "teacher_encoder.backbone.", "encoder.")
 _UNUSED = {"mask_token": "masked-modelling token, used only in pre-training"}
@@ -149,6 +150,24 @@ def convert_sparsh_state_dict(raw: Dict[str, torch.Tensor], image_size: Tuple[in
     if others:
         notes.append(f"ignored the file's other sub-networks: {', '.join(others)}")
     return model, notes
+
+
+def to_sparsh_state_dict(model: SparshViT, prefix: str = "target_encoder.") -> Dict[str, torch.Tensor]:
+    """The inverse of :func:`convert_sparsh_state_dict`: ``model``'s weights in Sparsh's key layout under
+    ``prefix`` (q, k, v fused into ``attn.qkv``), e.g. to ship tiny test encoders in the released format."""
+    sd = model.state_dict()
+    out = {"patch_embed.proj.weight": sd["patch_embed.weight"], "patch_embed.proj.bias": sd["patch_embed.bias"],
+           "norm.weight": sd["norm.weight"], "norm.bias": sd["norm.bias"]}
+    if model.register_tokens is not None:
+        out["register_tokens"] = sd["register_tokens"]
+    for i in range(len(model.blocks)):
+        pairs = timm_block_map(i, model.width)
+        for theirs, mine, rows in pairs:
+            if ".qkv." not in theirs:
+                out[theirs] = sd[mine]
+        for t in ("weight", "bias"):
+            out[f"blocks.{i}.attn.qkv.{t}"] = torch.cat([sd[f"blocks.{i}.self_attn.{n}_proj.{t}"] for n in "qkv"])
+    return {prefix + k: v.clone() for k, v in out.items()}
 
 
 def _resize_pos(pos: torch.Tensor, grid: Tuple[int, int], where: str) -> torch.Tensor:
