@@ -47,7 +47,7 @@ def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
         cells = []
         for enc in encoders:
             r = by_key.get((task, head, budget, enc))
-            cells.append(f"{r['mean']:.3f} ± {r['std']:.3f}" if r else "–")
+            cells.append(f"{r['mean']:.4g} ± {r['std']:.2g}" if r else "–")
         lines.append(f"| {task} | {first['metric']} {arrow} | {head} | {budget:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
