@@ -155,7 +155,8 @@ def t3_folder(root: Path, stems=("gs_green",), d=32, patch=8, side=32, depth=(1,
     for name in stems:
         sd = {"patch_embed.proj.weight": 0.1 * torch.randn(d, 3, patch, patch, generator=gen),
               "patch_embed.proj.bias": 0.1 * torch.randn(d, generator=gen),
-              "cls_token": torch.randn(1, 1, d, generator=gen), "pos_embed": 0.1 * torch.randn(1, n + 1, d, generator=gen)}
+              "cls_token": torch.randn(1, 1, d, generator=gen),
+              "pos_embed": 0.1 * torch.randn(1, n + 1, d, generator=gen)}
         for i in range(depth[0]):
             sd.update(timm_block(f"blocks.{i}.", d, 2 * d, gen))
         torch.save(sd, root / "encoders" / f"{name}.pth")

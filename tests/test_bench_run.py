@@ -25,8 +25,8 @@ def encoder_files(tmp_path_factory):
             write_yaml(d / "sparsh-tiny.yaml", "sparsh", sparsh_checkpoint(d / "sparsh.ckpt"), image_size=[32, 24])]
 
 
-ARGS = ["--synthetic", "--data", "image_size=[24, 32]", "--budgets", "1.0", "0.1", "--seeds", "0", "1", "--epochs", "3", "--lr", "1e-2",
-        "--batch-size", "8", "--device", "cpu"]
+ARGS = ["--synthetic", "--data", "image_size=[24, 32]", "--budgets", "1.0", "0.1", "--seeds", "0", "1",
+        "--epochs", "3", "--lr", "1e-2", "--batch-size", "8", "--device", "cpu"]
 
 
 def test_bench_command_runs_every_task_and_resumes(tmp_path, encoder_files, fake_catalogue, monkeypatch, capsys):
@@ -51,7 +51,8 @@ def test_bench_command_runs_every_task_and_resumes(tmp_path, encoder_files, fake
     # a rerun builds nothing; deleting one cell rebuilds only its encoder and reruns only that cell
     built = []
     real_build = runner.build_encoder
-    monkeypatch.setattr(runner, "build_encoder", lambda spec, *a, **k: built.append(spec.name) or real_build(spec, *a, **k))
+    monkeypatch.setattr(runner, "build_encoder",
+                        lambda spec, *a, **k: built.append(spec.name) or real_build(spec, *a, **k))
     assert command.main(argv) == 0 and built == []
     assert json.loads((out / "results.json").read_text())["summary"] == res["summary"]
     victim = out / "cells" / runner.cell_name("vit-tiny", "fake_slip", "attentive", 0.1, 1)

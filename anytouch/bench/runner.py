@@ -29,8 +29,8 @@ from .features import Features, FeatureStore, collate, dtype_of, encode_batch, e
 from .protocol import ProtocolConfig, Scorer, budget_indices, run_cell
 from .report import write_report
 
-__all__ = ["BenchConfig", "CachedSource", "LiveSource", "TaskScorer", "default_tasks", "default_scorer", "run_benchmark",
-           "cell_name"]
+__all__ = ["BenchConfig", "CachedSource", "LiveSource", "TaskScorer", "default_tasks", "default_scorer",
+           "run_benchmark", "cell_name"]
 
 DEFAULT_BUDGETS = (1.0, 0.33, 0.1, 0.01)
 
@@ -38,8 +38,8 @@ DEFAULT_BUDGETS = (1.0, 0.33, 0.1, 0.01)
 @dataclass
 class BenchConfig:
     """One benchmark run. ``encoders``: encoder YAML files; ``tasks``: task names; ``root``: data root (None = the
-    task modules' default); ``cache_dir``: feature cache (default ``<out>/features``); ``data_options``: extra keyword arguments of the
-    dataset builder (e.g. ``num_samples`` and ``image_size`` of the synthetic twins)."""
+    task modules' default); ``cache_dir``: feature cache (default ``<out>/features``); ``data_options``: extra
+    keyword arguments of the dataset builder (e.g. ``num_samples`` and ``image_size`` of the synthetic twins)."""
 
     encoders: List[str]
     tasks: List[str]
@@ -189,7 +189,8 @@ class _Run:
         for tname, items in by_task.items():
             task = self.tasks[tname]
             t1 = time.perf_counter()
-            (train, train_ds), (val, _), (test, _) = (self.source(plugin, spec, task, s) for s in ("train", "val", "test"))
+            (train, train_ds), (val, _), (test, _) = (self.source(plugin, spec, task, s)
+                                                      for s in ("train", "val", "test"))
             timing["features_s"] += time.perf_counter() - t1
             labels = train_ds.labels() if hasattr(train_ds, "labels") else None
             if labels is None and task.kind != "regression":

@@ -13,7 +13,7 @@ block names (``blocks.<i>.attn.qkv``, ``norm1``, ``mlp.fc1``; stems also ``patch
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 import torch.nn as nn
@@ -114,7 +114,8 @@ class T3Plugin(TactileEncoderPlugin):
         files = {name: root / "encoders" / f"{name}.pth" for name in sorted(set(opt["stems"].values()))}
         absent = [str(f) for f in files.values() if not f.is_file()]
         if absent or not (root / "trunk.pth").is_file():
-            raise FileNotFoundError(f"{spec.source}: T3 checkpoint folder {root} lacks {absent or [root / 'trunk.pth']}")
+            lacking = absent or [str(root / "trunk.pth")]
+            raise FileNotFoundError(f"{spec.source}: T3 checkpoint folder {root} lacks {lacking}")
         self.stems = nn.ModuleDict({n: load_t3_part(f, "stem", int(opt["heads"])) for n, f in files.items()})
         self.trunk = load_t3_part(root / "trunk.pth", "trunk", int(opt["heads"]))
         self.sensor_to_stem = dict(opt["stems"])
