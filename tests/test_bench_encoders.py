@@ -199,3 +199,23 @@ def test_sincos_table_matches_the_mae_formula():
     assert t.shape == (6, 8)
     assert t[row * 3 + col, i] == pytest.approx(math.sin(col * omega), abs=1e-6)
     assert t[row * 3 + col, 4 + 2 + i] == pytest.approx(math.cos(row * omega), abs=1e-6)
+
+
+@pytest.mark.slow  # importing open_clip takes ~30 s on the CI machine (it imports transformers)
+def test_open_clip_baseline_returns_vit_tokens_and_loads_a_local_file(tmp_path):
+    import json
+
+    open_clip = pytest.importorskip("open_clip")
+    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16,
+                                           "head_width": 32},
+           "text_cfg": {"context_length": 8, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / "bench-tiny-clip.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(str(tmp_path / "bench-tiny-clip.json"))
+    torch.manual_seed(0)
+    model = open_clip.create_model("bench-tiny-clip")
+    sd = {k: v + 0.5 for k, v in model.state_dict().items()}
+    torch.save(sd, tmp_path / "clip.pt")
+    plugin = build_encoder(write_yaml(tmp_path / "oc.yaml", "open_clip", tmp_path / "clip.pt", model="bench-tiny-clip"))
+    assert torch.equal(plugin.visual.conv1.weight, sd["visual.conv1.weight"])  # the file's weights, not random ones
+    tokens, pooled = plugin.encode(_frames(t=1), None, ["x", "x"])
+    assert tokens.shape == (2, 4, 64) and pooled.shape == (2, 32) and plugin.contract.mean[0] == pytest.approx(0.4815, abs=1e-4)
