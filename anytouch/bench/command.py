@@ -82,7 +82,7 @@ def config_from_args(args: argparse.Namespace, task_names: List[str]):
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark for parsed arguments; prints the Markdown table. Returns 0."""
-    from .runner import default_tasks, run_benchmark
+    from .runner import default_tasks, run_benchmark  # imported on use: the runner pulls in torch and the models
 
     catalogue, _ = default_tasks()
     results = run_benchmark(config_from_args(args, list(catalogue)))

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint.io import read_safetensors, safe_load
+from ..checkpoint.load import load_encoder
 from ..preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from ..sensors import sensor_id
 from .encoders import (EncoderSpec, InputContract, TactileEncoderPlugin, as_size, check_options, normalise,
@@ -37,8 +38,6 @@ def _sensor_ids(names: Sequence[str], mapping: Dict[str, int], universal: bool) 
 class AnyTouch1Plugin(TactileEncoderPlugin):
     def __init__(self, spec: EncoderSpec):
         super().__init__()
-        from ..api import load_encoder  # the checkpoint machinery is only needed for this family
-
         opt = check_options(spec, {"config": None, "frames": 3, "stride": 1, "sensor_ids": {}, "universal": False})
         self.encoder = load_encoder(require_checkpoint(spec), opt["config"])
         self.sensor_map, self.universal = dict(opt["sensor_ids"]), bool(opt["universal"])
@@ -68,8 +67,6 @@ class AnyTouch2Plugin(TactileEncoderPlugin):
         except ModuleNotFoundError as e:
             raise ImportError(f"{spec.source}: family 'anytouch2' needs anytouch.models.anytouch2, which this "
                               f"installation lacks ({e})") from e
-        from ..api import load_encoder  # the checkpoint machinery is only needed for this family
-
         opt = check_options(spec, {"config": None, "sensor_ids": {}, "universal": False})
         enc = load_encoder(require_checkpoint(spec), opt["config"])
         if not isinstance(enc, at2.AnyTouch2Encoder):

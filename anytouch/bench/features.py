@@ -28,7 +28,7 @@ from ..checkpoint.io import read_safetensors, safetensors_metadata, save_safeten
 from ..probe.cache import cache_key, encoder_identity, file_identity
 from .encoders import TactileEncoderPlugin, select_window
 
-__all__ = ["Features", "collate", "encode_batch", "encode_dataset", "feature_key", "FeatureStore"]
+__all__ = ["Features", "collate", "encode_batch", "encode_dataset", "feature_key", "FeatureStore", "dtype_of"]
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -162,6 +162,7 @@ class FeatureStore:
 
 
 def dtype_of(name: str) -> torch.dtype:
+    """``"float32"`` / ``"float16"`` / ``"bfloat16"`` -> the torch dtype features are stored in."""
     if name not in _DTYPES:
         raise ValueError(f"feature dtype {name!r}; expected one of {', '.join(_DTYPES)}")
     return _DTYPES[name]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..models.layers import MLP
 
-__all__ = ["LinearProbeHead", "AttentivePooler", "AttentiveHead", "build_head", "HEADS", "output_size"]
+__all__ = ["LinearProbeHead", "AttentivePooler", "AttentiveHead", "build_head", "head_loss", "HEADS", "output_size"]
 
 HEADS = ("linear", "attentive")
 
