@@ -34,6 +34,7 @@ __all__ = [
     "read_safetensors",
     "safetensors_metadata",
     "atomic_save",
+    "atomic_write_bytes",
     "save_safetensors",
 ]
 
@@ -213,6 +214,13 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
     """``torch.save(obj)`` to a temp file in the target folder, fsync, then ``os.replace`` onto ``path``."""
     path = Path(path)
     _atomic_write(path, lambda f, tmp: torch.save(obj, f))
+    return path
+
+
+def atomic_write_bytes(data: bytes, path: PathLike) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
+    path = Path(path)
+    _atomic_write(path, lambda f, tmp: f.write(data))
     return path
 
 
