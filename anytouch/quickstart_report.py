@@ -72,8 +72,8 @@ def readme_block(summary: Mapping[str, object]) -> str:
     """The README's quick-start result block: the report in a code fence and the machine it ran on."""
     p = summary["platform"]
     return ("```\n" + report_text(summary) + "\n```\n\n"
-            f"Measured with `anytouch quickstart` on {p['cpu']} ({p['cores']} cores, {p['torch_threads']} torch "
-            f"threads), torch {p['torch']}, Python {p['python']}, {p['system']}.\n")
+            f"Measured with `anytouch quickstart` on {p['cpu']} ({p['cores']} cores, torch threads: "
+            f"{p['torch_threads']}), torch {p['torch']}, Python {p['python']}, {p['system']}.\n")
 
 
 def replace_block(text: str, block: str, where: str = "README.md") -> str:
