@@ -22,6 +22,7 @@ from .quickstart_report import PROBES, platform_info, readme_block, report_text,
 
 __all__ = ["QuickstartSettings", "SETTINGS", "run_quickstart", "results_table", "held_out_matching"]
 
+
 @dataclass(frozen=True)
 class QuickstartSettings:
     """What the quick start changes in the paper's recipe (everything else comes from ``configs/*.yaml``)."""
@@ -182,10 +183,10 @@ def held_out_matching(model, pairs: int, seed: int = 1, batch: int = 32) -> Dict
             sensor = torch.tensor([it[f"{r}_sensor"] for r in ("anchor", "positive", "negative") for it in items])
             with torch.no_grad():
                 a, p, n = model.encode_touch(touch, sensor).split(len(items))
-                for acc, pair in zip(logits, matching_logits(a, p, n, model.cross_head)):
-                    acc.append(pair)
-                for acc, other in zip(cosines, (p, n)):
-                    acc.append(torch.nn.functional.cosine_similarity(a, other, dim=-1))
+                for store, pair in zip(logits, matching_logits(a, p, n, model.cross_head)):
+                    store.append(pair)
+                for store, other in zip(cosines, (p, n)):
+                    store.append(torch.nn.functional.cosine_similarity(a, other, dim=-1))
         pos, neg = (torch.cat(x) for x in logits)
         out[kind] = {"pairs": 2 * len(pos), "accuracy": float(torch.cat([pos > 0, neg <= 0]).float().mean()),
                      "auc": _auc(pos, neg), "cosine_auc": _auc(*(torch.cat(x) for x in cosines))}
