@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from anytouch.engine.dist import side_group
 
-__all__ = ["info_nce", "alignment_loss", "matching_loss", "gather_batch", "Stage2Objective"]
+__all__ = ["info_nce", "alignment_loss", "matching_logits", "matching_loss", "gather_batch", "Stage2Objective"]
 
 
 def _distributed() -> bool:
@@ -163,6 +163,17 @@ def alignment_loss(
     return out
 
 
+def matching_logits(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                    head: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The matching head's logits ``(head(â⊙p̂), head(â⊙n̂))``, each (B,), for (B, P) unnormalised features.
+
+    Since ``Σ|â_i p̂_i| <= 1``, a logit is at most ``max|w|`` away from the head's bias: the BCE can only leave
+    ln 2 once the head's weights have grown far beyond their initial ~1/sqrt(P).
+    """
+    a, p, n = (F.normalize(x, dim=-1) for x in (anchor, positive, negative))
+    return head(a * p).squeeze(-1), head(a * n).squeeze(-1)
+
+
 def matching_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, head: nn.Module,
                   cross_alpha: float = 1.0) -> Dict[str, torch.Tensor]:
     """Cross-sensor matching (spec 3.3): ``cross_alpha · (BCE(head(â⊙p̂), 1) + BCE(head(â⊙n̂), 0))``.
@@ -171,9 +182,7 @@ def matching_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.
     Returns ``loss``, ``loss_pos``, ``loss_neg`` (unweighted BCE means, detached) and ``acc`` (fraction of the 2B
     pairs classified correctly at logit 0, detached).
     """
-    a, p, n = (F.normalize(x, dim=-1) for x in (anchor, positive, negative))
-    logit_pos = head(a * p).squeeze(-1)  # (B,)
-    logit_neg = head(a * n).squeeze(-1)
+    logit_pos, logit_neg = matching_logits(anchor, positive, negative, head)
     loss_pos = F.binary_cross_entropy_with_logits(logit_pos, torch.ones_like(logit_pos))
     loss_neg = F.binary_cross_entropy_with_logits(logit_neg, torch.zeros_like(logit_neg))
     acc = torch.cat([logit_pos > 0, logit_neg <= 0]).float().mean()

@@ -18,11 +18,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["QuickstartSettings", "SETTINGS", "run_quickstart", "results_table"]
+import torch
 
-# probe config file -> its tasks (the order of the paper's table)
-PROBES = (("probe_tag", ("tag_material", "tag_roughness", "tag_hardness")), ("probe_feel", ("feel",)),
-          ("probe_of1", ("of1",)), ("probe_of2", ("of2",)))
+from .checkpoint import load_model
+from .config import config_dirs
+from .data import build_dataset
+from .data.synthetic import SyntheticConfig
+from .losses import matching_logits
+from .probe import runner
+from .quickstart_report import PROBES, platform_info, readme_block, report_text, results_table
+from .train import stage1, stage2
+from .viz import collect_embeddings, mae_grid, plot_curves, plot_tsne, read_log, synthetic_sensor_set
+
+__all__ = ["QuickstartSettings", "SETTINGS", "run_quickstart", "results_table", "held_out_matching"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class QuickstartSettings:
     probe_samples: int = 320  # synthetic samples per probe split (train / test)
     probe_epochs: int = 200  # the paper: 50 epochs of a much larger set; a 320-sample split needs more steps
     probe_batch: int = 64  # the paper: 128 (TAG, OF1) / 256 (Feel, OF2), more than a small synthetic split holds
+    matching_pairs: int = 96  # held-out synthetic TacQuad triplets for the matching evaluation
     tsne_materials: int = 8
     tsne_per_sensor: int = 10
 
@@ -54,7 +63,8 @@ class QuickstartSettings:
                        stage1_epochs=s(self.stage1_epochs, 1), stage2_epochs=s(self.stage2_epochs, 1),
                        batch=s(self.batch, 4), probe_samples=s(self.probe_samples, 24),
                        probe_epochs=s(self.probe_epochs, 2), probe_batch=s(self.probe_batch, 8),
-                       tsne_materials=s(self.tsne_materials, 3), tsne_per_sensor=s(self.tsne_per_sensor, 3))
+                       matching_pairs=s(self.matching_pairs, 12), tsne_materials=s(self.tsne_materials, 3),
+                       tsne_per_sensor=s(self.tsne_per_sensor, 3))
 
 
 SETTINGS = {"tiny": QuickstartSettings(),
@@ -63,8 +73,6 @@ SETTINGS = {"tiny": QuickstartSettings(),
 
 def _config_file(name: str) -> str:
     """``configs/<name>.yaml`` from the folders :func:`anytouch.config.config_dirs` searches."""
-    from .config import config_dirs
-
     for d in config_dirs():
         if (d / f"{name}.yaml").is_file():
             return str(d / f"{name}.yaml")
@@ -78,8 +86,6 @@ def _common(out: Path, device: str) -> List[str]:
 
 def _train(s: QuickstartSettings, out: Path, device: str) -> Dict[str, Path]:
     """Stage 1, then stage 2 from its last checkpoint; returns the two checkpoints."""
-    from .train import stage1, stage2
-
     def schedule(epochs: int) -> List[str]:
         return [f"train.epochs={epochs}", f"optim.lr={s.lr}", f"optim.warmup_epochs={min(1, epochs - 1)}",
                 "train.ckpt_every_steps=0", "train.log_every=5", f"data.synthetic.num_samples={s.pretrain_samples}"]
@@ -97,8 +103,6 @@ def _train(s: QuickstartSettings, out: Path, device: str) -> Dict[str, Path]:
 def _probe(s: QuickstartSettings, out: Path, device: str, checkpoints: Dict[str, str]) -> Dict[str, Dict[str, float]]:
     """{encoder name: {task: best-epoch test accuracy (the paper's rule)}}, cached protocol, each probe config's
     pooling, sensor token, lr and weight decay."""
-    from .probe import runner
-
     acc: Dict[str, Dict[str, float]] = {}
     for name, ckpt in checkpoints.items():
         for cfg, _ in PROBES:
@@ -111,13 +115,8 @@ def _probe(s: QuickstartSettings, out: Path, device: str, checkpoints: Dict[str,
     return acc
 
 
-def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path]) -> Dict[str, object]:
-    import torch
-
-    from .checkpoint import load_model
-    from .data import build_dataset
-    from .viz import collect_embeddings, mae_grid, plot_curves, synthetic_sensor_set
-
+def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path],
+              matching: Dict[str, Dict[str, float]]) -> Dict[str, object]:
     pics = out / "pictures"
     model = load_model(ckpts["stage 2"])
     size = model.encoder.image_size
@@ -130,8 +129,6 @@ def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path]) -> Dict[
     frames = [{"touch": t, "sensor": int(i), "label": lb} for t, i, lb in zip(touch, sensors, labels)]
     stats = {}
     for name, ckpt in (("stage 1", ckpts["stage 1"]), ("stage 2", ckpts["stage 2"])):
-        from .viz import plot_tsne
-
         enc = load_model(ckpt).encoder
         emb = collect_embeddings(enc, frames)
         stats[name] = plot_tsne(emb["features"], emb["sensors"], emb["labels"],
@@ -139,49 +136,77 @@ def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path]) -> Dict[
                                 title=f"{name} touch embeddings: same materials through five synthetic sensors")
     loss_keys = ("train_loss_image", "train_loss_video_recon", "train_loss_video_pred", "lr")
     plot_curves({"stage 1": out / "stage1"}, pics / "curves_stage1.png", keys=loss_keys, smooth=0.8)
-    plot_curves({"stage 2": out / "stage2"}, pics / "curves_stage2.png", keys=_stage2_keys(out / "stage2"),
-                smooth=0.8)
+    keys = _stage2_keys(out / "stage2")
+    held_out = {f"train_acc_{kind}_cross": (s.stage2_epochs, m["accuracy"], "held-out pairs, end")
+                for kind, m in matching.items() if f"train_acc_{kind}_cross" in keys}
+    plot_curves({"stage 2": out / "stage2"}, pics / "curves_stage2.png", keys=keys, smooth=0.8, marks=held_out)
     return {"tsne": stats}
 
 
-def _stage2_keys(run: Path) -> Sequence[str]:
-    from .viz import read_log
+def _auc(pos: "torch.Tensor", neg: "torch.Tensor") -> float:
+    """Probability that a matched pair scores above an unmatched one (ties count half): ROC AUC, 0.5 = chance."""
+    diff = pos.reshape(-1, 1) - neg.reshape(1, -1)
+    return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
 
-    wanted = ("train_loss_image", "train_loss_video", "train_loss_image_cross", "train_loss_video_cross",
-              "train_loss_image_touch_vision", "train_loss_image_touch_text", "train_loss_image_mae", "lr")
+
+def held_out_matching(model, pairs: int, seed: int = 1, batch: int = 32) -> Dict[str, Dict[str, float]]:
+    """The cross-sensor matching of ``model`` on triplets it never trained on: synthetic TacQuad rendered with
+    another seed (new object shapes, poses and frames; the same 16 materials), without augmentation.
+
+    Returns, per clip kind (``image``, ``video``): ``pairs`` scored, ``accuracy`` of the head at logit 0 (the
+    training's rule) over the matched and unmatched pairs, ``auc`` of the head's logits and ``cosine_auc`` of the
+    plain cosine similarity of the two touch features (chance 0.5 for all three).
+    """
+    cfg = SyntheticConfig(seed=seed, cross_samples=pairs)
+    out = {}
+    model.eval()
+    for kind in ("image", "video"):
+        data = build_dataset("tacquad", synthetic=cfg, clip=f"cross_{kind}", stage=2, train=False,
+                             image_size=model.encoder.image_size, cross_seed=seed)
+        # a negative seen through the anchor's own sensor is given away by the sensor alone (a positive never is),
+        # so only negatives through another sensor are scored: the pairs then differ by object only
+        triplets = [t for t in (data[i] for i in range(len(data))) if t["negative_sensor"] != t["anchor_sensor"]]
+        logits, cosines = ([], []), ([], [])
+        for start in range(0, len(triplets), batch):
+            items = triplets[start:start + batch]
+            touch = torch.stack([it[r] for r in ("anchor", "positive", "negative") for it in items])
+            sensor = torch.tensor([it[f"{r}_sensor"] for r in ("anchor", "positive", "negative") for it in items])
+            with torch.no_grad():
+                a, p, n = model.encode_touch(touch, sensor).split(len(items))
+                for store, pair in zip(logits, matching_logits(a, p, n, model.cross_head)):
+                    store.append(pair)
+                for store, other in zip(cosines, (p, n)):
+                    store.append(torch.nn.functional.cosine_similarity(a, other, dim=-1))
+        pos, neg = (torch.cat(x) for x in logits)
+        out[kind] = {"pairs": 2 * len(pos), "accuracy": float(torch.cat([pos > 0, neg <= 0]).float().mean()),
+                     "auc": _auc(pos, neg), "cosine_auc": _auc(*(torch.cat(x) for x in cosines))}
+    return out
+
+
+def _stage2_keys(run: Path) -> Sequence[str]:
+    # the matching loss as its two unweighted BCE parts and its accuracy: those have a chance level to compare with
+    wanted = ("train_loss_image", "train_loss_video", "train_loss_image_cross_pos", "train_loss_image_cross_neg",
+              "train_acc_image_cross", "train_acc_video_cross", "train_loss_image_touch_vision",
+              "train_loss_image_touch_text", "train_loss_image_mae", "lr")
     logged = read_log(run)
     return [k for k in wanted if k in logged] or list(logged)[:6]
 
 
-def results_table(acc: Dict[str, Dict[str, float]]) -> str:
-    """Markdown table: one row per probe task, one column per encoder."""
-    names = list(acc)
-    tasks = [t for _, ts in PROBES for t in ts]
-    lines = ["| task | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for t in tasks:
-        lines.append(f"| {t} | " + " | ".join(f"{acc[n][t]:.1f}" if t in acc[n] else "-" for n in names) + " |")
-    return "\n".join(lines)
-
-
-def _report(s: QuickstartSettings, folder: Path, table: str, tsne: Dict[str, Dict[str, float]], minutes: float) -> str:
+def _report(summary: Dict[str, object], folder: Path) -> str:
     bar = "=" * 78
     pics = ", ".join(sorted(p.name for p in (folder / "pictures").glob("*.png")))
-    mixing = "\n".join(f"  {n}: same sensor {v['same_sensor']:.2f}, same material {v['same_label']:.2f}"
-                       for n, v in tsne.items())
-    return (f"\n{bar}\nAnyTouch quick start ({s.preset} preset, synthetic data) finished in {minutes:.1f} min\n\n"
-            f"Linear-probe test accuracy (%), best epoch (the paper's rule):\n\n{table}\n\n"
-            f"Do sensors share one space? 10-NN agreement over 5 sensors x {s.tsne_materials} materials:\n{mixing}\n\n"
-            f"outputs: {folder}\n"
+    return (f"\n{bar}\n{report_text(summary)}\n\noutputs: {folder}\n"
             "  stage1/, stage2/   checkpoints, config.yaml, log.jsonl, tensorboard events\n"
             "  probes/            results.md / results.json per encoder and probe\n"
             f"  pictures/          {pics}\n"
-            "  results.md, summary.json\n" + bar)
+            "  results.md         this report for the README (scripts/update_readme_quickstart.py)\n"
+            "  summary.json       every number above, the settings, the timings and the platform\n" + bar)
 
 
 def run_quickstart(out: Optional[str] = None, preset: str = "tiny", scale: float = 1.0,
                    device: str = "auto") -> Dict[str, object]:
     """Run everything, print the results table and the output folder, return a summary dict (also in
-    ``<out>/summary.json``; the table in ``<out>/results.md``).
+    ``<out>/summary.json``; the report as the README shows it in ``<out>/results.md``).
 
     Args:
         out: output folder (default ``runs/quickstart-<timestamp>``).
@@ -201,13 +226,13 @@ def run_quickstart(out: Optional[str] = None, preset: str = "tiny", scale: float
                 "stage 2": str(ckpts["stage 2"])}
     acc = _probe(s, folder, device, encoders)
     times["probes_s"] = time.perf_counter() - t0 - times["pretraining_s"]
-    extra = _pictures(s, folder, ckpts)
+    matching = held_out_matching(load_model(ckpts["stage 2"]), s.matching_pairs)
+    extra = _pictures(s, folder, ckpts, matching)
     times["total_s"] = time.perf_counter() - t0
-    table = results_table(acc)
-    (folder / "results.md").write_text("Linear-probe test accuracy (%), best epoch (the paper's rule), cached "
-                                       f"protocol, built-in synthetic data, {s.preset} preset.\n\n{table}\n")
-    summary = {"settings": asdict(s), "accuracy": acc, "times": times, "output": str(folder), **extra}
+    summary = {"settings": asdict(s), "accuracy": acc, "matching": matching, **extra, "times": times,
+               "platform": platform_info(), "output": str(folder)}
     with open(folder / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
-    print(_report(s, folder, table, extra["tsne"], times["total_s"] / 60))
+    (folder / "results.md").write_text(readme_block(summary))
+    print(_report(summary, folder))
     return summary

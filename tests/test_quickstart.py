@@ -2,13 +2,20 @@
 example that the README shows."""
 import json
 import os
+from dataclasses import asdict
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from anytouch.quickstart import SETTINGS, results_table, run_quickstart
+from anytouch.data import build_dataset
+from anytouch.data.synthetic import SyntheticConfig
+from anytouch.models import AnyTouchModel, get_arch
+from anytouch.quickstart import SETTINGS, held_out_matching, results_table, run_quickstart
+from anytouch.quickstart_report import (README_MARKERS, block_files, current_block, readme_block, replace_block,
+                                        report_text)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,5 +69,45 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     acc = json.loads((out / "summary.json").read_text())["accuracy"]
     assert set(acc) == {"random init", "stage 1", "stage 2"}
     assert all(len(v) == 6 and all(0 <= a <= 100 for a in v.values()) for v in acc.values())
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["matching"]) == {"image", "video"}
+    assert all(0 <= m[k] <= 1 for m in summary["matching"].values() for k in ("accuracy", "auc", "cosine_auc"))
+    assert summary["platform"]["torch_threads"] >= 1 and summary["platform"]["cpu"]
+    assert (out / "results.md").read_text() == readme_block(summary)  # what the README block is made from
     printed = capsys.readouterr().out
-    assert f"outputs: {out}" in printed and "| tag_material |" in printed
+    assert f"outputs: {out}" in printed and report_text(summary) in printed
+
+
+def test_readme_block_is_a_full_runs_output():
+    """The README's result block is exactly what the default quick start wrote (scripts/update_readme_quickstart.py
+    copies the run's summary next to it): no hand-edited numbers, no format drift."""
+    readme, summary_file = block_files(REPO)
+    summary = json.loads(summary_file.read_text())
+    assert summary["settings"] == asdict(SETTINGS["tiny"])  # a full run, not a scaled one
+    assert current_block(readme.read_text()) == readme_block(summary)
+
+
+def test_replace_block():
+    text = f"intro\n{README_MARKERS[0]}\nold\n{README_MARKERS[1]}\nrest\n"
+    new = replace_block(text, "new\nlines\n")
+    assert new == f"intro\n{README_MARKERS[0]}\nnew\nlines\n{README_MARKERS[1]}\nrest\n"
+    assert current_block(new) == "new\nlines\n"
+    with pytest.raises(ValueError, match="found 0"):
+        replace_block("no markers", "x")
+    with pytest.raises(ValueError, match="found 2"):
+        replace_block(text + text, "x")
+
+
+def test_held_out_matching_scores_only_negatives_through_another_sensor():
+    torch.manual_seed(0)
+    model = AnyTouchModel(get_arch("tiny"))
+    with torch.no_grad():  # a head that scores a pair by its cosine similarity ranks the pairs as the cosine does
+        model.cross_head.weight.fill_(1.0)
+    res = held_out_matching(model, pairs=6, seed=3, batch=5)
+    for kind in ("image", "video"):
+        data = build_dataset("tacquad", synthetic=SyntheticConfig(seed=3, cross_samples=6), clip=f"cross_{kind}",
+                             stage=2, train=False, image_size=56, cross_seed=3)
+        kept = sum(data[i]["negative_sensor"] != data[i]["anchor_sensor"] for i in range(len(data)))
+        assert 0 < kept < len(data) and res[kind]["pairs"] == 2 * kept
+        assert all(0 <= res[kind][k] <= 1 for k in ("accuracy", "auc", "cosine_auc"))
+    assert all(abs(r["auc"] - r["cosine_auc"]) < 1e-6 for r in res.values())

@@ -115,3 +115,59 @@ def test_curves_from_jsonl_and_tensorboard(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         read_log(tmp_path / "bad.jsonl")
+
+
+def _captured_figure(monkeypatch, module):
+    """Make ``module``'s save_png keep the figure instead of writing and closing it."""
+    figs = []
+    monkeypatch.setattr(module, "save_png", lambda fig, path: figs.append(fig) or path)
+    return figs
+
+
+def test_curves_have_y_labels_chance_lines_validation_and_marks(tmp_path, monkeypatch):
+    import math
+
+    import anytouch.viz.curves as curves
+
+    with open(tmp_path / "log.jsonl", "w") as f:
+        for i in range(4):
+            f.write(json.dumps({"epoch_float": i / 2, "train_loss_image_cross_pos": 0.69, "train_acc_image_cross": 0.5,
+                                "val_acc_image_cross": 0.55, "train_loss_image_mae": 0.3, "lr": 1e-3}) + "\n")
+    figs = _captured_figure(monkeypatch, curves)
+    plot_curves({"run": tmp_path}, tmp_path / "c.png", marks={"train_acc_image_cross": (2.0, 0.6, "held-out")})
+    axes = {ax.get_title(): ax for ax in figs[0].axes if ax.get_title()}
+    assert set(axes) == {"train_loss_image_cross_pos", "train_acc_image_cross", "train_loss_image_mae", "lr"}
+    assert {k: ax.get_ylabel() for k, ax in axes.items()} == {
+        "train_loss_image_cross_pos": "BCE", "train_acc_image_cross": "accuracy",
+        "train_loss_image_mae": "MSE (normalised pixels)", "lr": "learning rate"}
+
+    def chance(ax):
+        return [line.get_ydata()[0] for line in ax.get_lines() if (line.get_label() or "").startswith("chance")]
+
+    assert chance(axes["train_loss_image_cross_pos"]) == [pytest.approx(math.log(2))]
+    assert chance(axes["train_acc_image_cross"]) == [0.5] and chance(axes["train_loss_image_mae"]) == []
+    labels = [line.get_label() for line in axes["train_acc_image_cross"].get_lines()]
+    assert "run (validation)" in labels and "held-out" in labels  # val_ curve and the mark share the panel
+    with pytest.raises(ValueError, match="not plotted"):
+        plot_curves({"run": tmp_path}, tmp_path / "c.png", keys=["lr"], marks={"train_acc_image_cross": (1, 1, "x")})
+
+
+def test_mae_grid_labels_rows_with_sensor_and_errors(mae, tmp_path, monkeypatch):
+    import anytouch.viz.mae as mae_module
+    from anytouch.viz import mae_errors
+
+    torch.manual_seed(2)
+    clips = torch.randn(2, 4, 3, 56, 56)
+    p = mae_panels(mae, clips, [1, -1], seed=0)
+    err = mae_errors(p)
+    m = p["mask"].bool()
+    expected = ((p["reconstruction"] - p["input"]) ** 2)[0][m[0]].mean()
+    assert torch.allclose(err["reconstruction"][0], expected)  # removed patches only
+    assert torch.allclose(err["copy_last"], ((p["input"] - p["next"]) ** 2).flatten(1).mean(1))
+    assert torch.allclose(err["prediction"], ((p["predicted_next"] - p["next"]) ** 2).flatten(1).mean(1))
+    figs = _captured_figure(monkeypatch, mae_module)
+    mae_grid(mae, clips, [1, -1], tmp_path / "g.png")
+    rows = np.asarray(figs[0].axes).reshape(2, 5)
+    assert [r[0].get_ylabel() for r in rows] == ["digit", "universal"]
+    assert rows[1][2].get_xlabel() == f"MSE {err['reconstruction'][1]:.4f} (masked)"
+    assert rows[0][4].get_xlabel().startswith(f"MSE {err['prediction'][0]:.4f}")

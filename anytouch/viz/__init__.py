@@ -4,7 +4,7 @@
 from importlib import import_module
 
 _LAZY = {
-    "mae_grid": "mae", "mae_panels": "mae",
+    "mae_grid": "mae", "mae_panels": "mae", "mae_errors": "mae",
     "plot_tsne": "tsne", "tsne_2d": "tsne", "collect_embeddings": "tsne", "synthetic_sensor_set": "tsne",
     "neighbour_agreement": "tsne",
     "plot_curves": "curves", "read_log": "curves",

@@ -8,10 +8,10 @@ from typing import Dict, Union
 import torch
 
 from ..models import as_touch_mae
-from ..sensors import SensorLike
+from ..sensors import SENSOR_IDS, SensorLike, sensor_tensor
 from .common import pyplot, save_png, to_rgb
 
-__all__ = ["mae_panels", "mae_grid"]
+__all__ = ["mae_panels", "mae_errors", "mae_grid"]
 
 MASKED_GREY = 0.35  # colour of removed patches in the "masked" column
 
@@ -62,19 +62,54 @@ def mae_panels(model, touch: torch.Tensor, sensor: SensorLike, mask_ratio: float
     return panels
 
 
+def mae_errors(panels: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Per-row errors of :func:`mae_panels`' pictures, mean squared error in the displayed RGB ([0, 1]) units.
+
+    Returns (B,) tensors: ``reconstruction`` (over the removed patches only; the kept ones are copied), and for
+    clips ``prediction`` (predicted vs true next frame) and ``copy_last`` (the last input frame taken as the
+    prediction: the trivial baseline a useful prediction must beat).
+    """
+    m = panels["mask"].unsqueeze(-1)  # (B, H, W, 1), 1 = removed
+
+    def mse(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        w = w.expand_as(a)
+        return ((a - b) ** 2 * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1)
+
+    out = {"reconstruction": mse(panels["reconstruction"], panels["input"], m)}
+    if "next" in panels:
+        whole = torch.ones_like(m)
+        out["prediction"] = mse(panels["predicted_next"], panels["next"], whole)
+        out["copy_last"] = mse(panels["input"], panels["next"], whole)
+    return out
+
+
+def _sensor_names(sensor: SensorLike, rows: int) -> list:
+    slots = 16  # any count above the named ids: the universal id -1 becomes the last slot, -1 % slots
+    names = {v % slots: k for k, v in SENSOR_IDS.items()}
+    return [names.get(i, f"sensor {i}") for i in sensor_tensor(sensor, rows, slots).tolist()]
+
+
 _TITLES = {"input": "input (last frame)", "masked": "masked input", "reconstruction": "reconstruction",
            "next": "true next frame", "predicted_next": "predicted next frame"}
 
 
 def mae_grid(model, touch: torch.Tensor, sensor: SensorLike, path: Union[str, Path], mask_ratio: float = 0.75,
              seed: int = 0, max_rows: int = 6, title: str = "") -> Path:
-    """Save the grid of :func:`mae_panels` (one row per sample, at most ``max_rows``) as a PNG. Returns the path."""
-    panels = mae_panels(model, touch[:max_rows], sensor if not isinstance(sensor, (list, tuple, torch.Tensor))
-                        else sensor[:max_rows], mask_ratio, seed)
+    """Save the grid of :func:`mae_panels` (one row per sample, at most ``max_rows``) as a PNG. Returns the path.
+
+    Each row is labelled with its sensor, and the reconstruction / prediction panels with their error
+    (:func:`mae_errors`; the predicted next frame also with the copy-the-last-frame baseline's)."""
+    sensor = sensor if not isinstance(sensor, (list, tuple, torch.Tensor)) else sensor[:max_rows]
+    panels = mae_panels(model, touch[:max_rows], sensor, mask_ratio, seed)
+    errors = mae_errors(panels)
     cols = [k for k in _TITLES if k in panels]
     rows = panels["input"].shape[0]
+    names = _sensor_names(sensor, rows)
+    labels = {"reconstruction": lambda r: f"MSE {errors['reconstruction'][r]:.4f} (masked)",
+              "predicted_next": lambda r: (f"MSE {errors['prediction'][r]:.4f}\n"
+                                           f"(copy last frame: {errors['copy_last'][r]:.4f})")}
     plt = pyplot()
-    fig, axes = plt.subplots(rows, len(cols), figsize=(1.9 * len(cols), 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, len(cols), figsize=(1.9 * len(cols), 2.3 * rows), squeeze=False)
     for r in range(rows):
         for c, key in enumerate(cols):
             ax = axes[r][c]
@@ -83,6 +118,10 @@ def mae_grid(model, touch: torch.Tensor, sensor: SensorLike, path: Union[str, Pa
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(_TITLES[key], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(names[r], fontsize=9)
+            if key in labels:
+                ax.set_xlabel(labels[key](r), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
