@@ -25,7 +25,8 @@ def test_every_core_dependency_is_imported_by_the_library():
               if not re.search(rf"^\s*(import|from) {re.escape(MODULES.get(d, d))}[\s.]", source, re.M)]
     assert not unused, f"declared in pyproject.toml but never imported by anytouch: {unused} (move to an extra)"
     pinned = {_name(ln) for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln and ln[0].isalnum()}
-    extras = [_name(r) for reqs in project["optional-dependencies"].values() for r in reqs]
+    # lerobot cannot share an environment with the pinned torch (pyproject.toml says why); its test skips without it
+    extras = [_name(r) for name, reqs in project["optional-dependencies"].items() if name != "lerobot" for r in reqs]
     assert set(map(_name, project["dependencies"])) | set(extras) <= pinned  # `pip install -r` covers the tests
 
 
