@@ -116,6 +116,7 @@ def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path]) -> Dict[
 
     from .checkpoint import load_model
     from .data import build_dataset
+    from .data.device_aug import stack_touch
     from .viz import collect_embeddings, mae_grid, plot_curves, synthetic_sensor_set
 
     pics = out / "pictures"
@@ -124,7 +125,7 @@ def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path]) -> Dict[
     clips = build_dataset("tacquad", synthetic=True, clip="video", stage=1, train=False, image_size=size,
                           num_samples=6, seed=1)
     items = [clips[i] for i in range(len(clips))]
-    mae_grid(model, torch.stack([it["touch"] for it in items]), [it["sensor"] for it in items],
+    mae_grid(model, stack_touch(items), [it["sensor"] for it in items],
              pics / "mae_grid.png", title="stage-2 model, synthetic TacQuad clips (75% of patches masked)")
     touch, sensors, labels = synthetic_sensor_set(s.tsne_materials, s.tsne_per_sensor, image_size=size, seed=1)
     frames = [{"touch": t, "sensor": int(i), "label": lb} for t, i, lb in zip(touch, sensors, labels)]

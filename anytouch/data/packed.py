@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DEFAULT_JITTER
-from .device_aug import draw_touch_params, load_touch_uint8
+from .device_aug import DEFAULT_JITTER, draw_touch_params, load_touch_uint8
 from .io import DataError
 
 __all__ = ["FORMAT", "PackedStoreError", "PackWriter", "pack_dataset", "PackedDataset", "verify_packed"]

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
+from ..data.device_aug import touch_on_device
 from ..engine.benchmark import resolve_device
 from ..engine.step import resolve_precision
 from ..sensors import SENSOR_IDS
@@ -59,7 +60,7 @@ def embed(encoder, dataset: Dataset, *, sensor: Optional[int] = None, pooling: s
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
         s = batch["sensor"].to(device) if sensor is None else sensor
         with autocast:
-            feats.append(encoder(batch["touch"].to(device), s, pooling).float().cpu())
+            feats.append(encoder(touch_on_device(batch["touch"], batch["touch_aug"], device), s, pooling).float().cpu())
     return (F.normalize(torch.cat(feats), dim=-1), np.asarray(dataset.sensor_ids, dtype=np.int64),
             np.asarray(dataset.object_ids, dtype=np.int64))
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..checkpoint import load_model
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
+from ..data.device_aug import touch_on_device
 from ..engine.benchmark import resolve_device
 from ..engine.step import resolve_precision
 from ..models import AnyTouchModel, get_arch
@@ -94,7 +95,7 @@ def zero_shot(model: AnyTouchModel, dataset: Dataset, names: Sequence[str], *, t
         if int(labels.max()) >= len(names):
             raise ValueError(f"label {int(labels.max())} has no class name ({len(names)} names given)")
         with autocast:
-            feats = model.encode_touch(batch["touch"].to(device), sensor, pooling)
+            feats = model.encode_touch(touch_on_device(batch["touch"], batch["touch_aug"], device), sensor, pooling)
         top = (F.normalize(feats.float(), dim=-1) @ classes.T).topk(k, dim=-1).indices  # (B, k)
         hit = top == labels[:, None]
         hits1 += int(hit[:, 0].sum())
