@@ -28,6 +28,7 @@ from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
 from ..data.device_aug import touch_on_device
 from ..engine.benchmark import resolve_device
+from ..engine.data import resolve_workers
 from ..engine.step import resolve_precision
 from ..models import AnyTouchModel, get_arch
 from ..train.config import RunConfig
@@ -153,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     dataset = build_split(cfg.data, cfg.dataset, cfg.split, model.arch.touch.image_size)
     result = zero_shot(model, dataset, names, template=cfg.template, sensor=cfg.sensor, pooling=cfg.pooling,
                        batch_size=cfg.batch_size, dtype=resolve_precision(cfg.precision, device),
-                       num_workers=cfg.data.num_workers)
+                       num_workers=resolve_workers(cfg.data.num_workers))
     out = Path(cfg.run.output_dir)
     save_config(cfg, out / "config.yaml")
     (out / "zeroshot.json").write_text(json.dumps({**result, "names": names, "config": to_dict(cfg)}, indent=1))

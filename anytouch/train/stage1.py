@@ -88,7 +88,8 @@ class Stage1Trainer(Trainer):
         size, vsize = model.arch.touch.image_size, model.arch.vision.image_size
         stream = Interleaved({
             kind: build_loader(build_pretrain_set(cfg.data, 1, kind, size, vsize), t.batch_size[kind],
-                               derive_seed(seed, kind), env, cfg.data.num_workers)
+                               derive_seed(seed, kind), env, cfg.data.num_workers,
+                               prefetch_factor=cfg.data.prefetch_factor, loaders=len(LOADERS))
             for kind in LOADERS
         }, seed)
         self.setup(model, model, stream)

@@ -184,7 +184,8 @@ class Stage2Trainer(Trainer):
         dataset = build_pretrain_set(self.cfg.data, 2, kind, size, vsize)
         try:
             return build_loader(dataset, self.cfg.train.batch_size[name], derive_seed(self.cfg.run.seed, name),
-                                self.env, self.cfg.data.num_workers)
+                                self.env, self.cfg.data.num_workers, prefetch_factor=self.cfg.data.prefetch_factor,
+                                loaders=len(LOADERS))
         except ValueError as e:  # too few samples for one batch: name the setting to change
             raise ValueError(f"{kind} loader: {e}; lower train.batch_size.{name} or add data") from None
 
