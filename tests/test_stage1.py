@@ -16,6 +16,7 @@ import anytouch.train.stage1 as stage1
 from anytouch.checkpoint import ours
 from anytouch.checkpoint.original import to_original_stage1
 from anytouch.config import ConfigError, load_config
+from anytouch.data.device_aug import draw_touch_params
 from anytouch.engine.checkpointing import LAST
 from anytouch.models import TouchEncoder, TouchMAE, get_arch
 from anytouch.train.config import ModelConfig, Stage1Config
@@ -25,7 +26,7 @@ TINY = get_arch("tiny")
 
 
 class FakePretrain(Dataset):
-    """Fixed per-index tensors plus augmentation noise from torch's global RNG (as torchvision transforms draw)."""
+    """Fixed per-index uint8 frames plus augmentation parameters drawn from torch's global RNG (as the loaders)."""
 
     def __init__(self, kind, n):
         self.shape = (3, 56, 56) if kind == "image" else (4, 3, 56, 56)
@@ -35,8 +36,9 @@ class FakePretrain(Dataset):
         return self.n
 
     def __getitem__(self, i):
-        base = torch.randn(self.shape, generator=torch.Generator().manual_seed(2 * i + (self.kind == "video")))
-        return {"touch": base + 0.1 * torch.randn(self.shape), "sensor": i % 5, "source": "fake"}
+        g = torch.Generator().manual_seed(2 * i + (self.kind == "video"))
+        frames = torch.randint(0, 256, self.shape, generator=g, dtype=torch.uint8)
+        return {"touch": frames, "touch_aug": draw_touch_params(), "sensor": i % 5, "source": "fake"}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import adapt, convert, data, embed, quickstart, train, viz
+from . import adapt, convert, data, embed, pack, quickstart, train, viz
 from .args import user_errors
 
 __all__ = ["build_parser", "main"]
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "embed, train, evaluate, convert, export, picture.")
     ap.add_argument("--version", action="version", version=f"anytouch {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (train, data, embed, convert, adapt, viz, quickstart):
+    for module in (train, data, pack, embed, convert, adapt, viz, quickstart):
         module.add_parser(sub)
     return ap
 
