@@ -100,8 +100,8 @@ class Stage1Trainer(Trainer):
         touch = touch_on_device(batch["touch"], batch["touch_aug"], dev)
         sensor = replace_with_universal([batch["sensor"]], p, self.generator("universal", step))[0]
         noise = torch.rand(len(touch), self.arch.touch.num_patches, generator=self.generator("mask", step))
-        out = self.ddp(touch, sensor.to(dev, non_blocking=True), mask_ratio=self.cfg.train.mask_ratio,
-                       noise=noise.to(dev, non_blocking=True))
+        # sensor ids stay on the host: the encoder checks their range there and copies them (no device sync)
+        out = self.ddp(touch, sensor, mask_ratio=self.cfg.train.mask_ratio, noise=noise.to(dev, non_blocking=True))
         return out, len(touch)
 
 

@@ -156,7 +156,9 @@ def prepare_batch(batch: Mapping[str, torch.Tensor], p: float, universal: torch.
                                      "text_flag")}
         out["sensor"] = replace_with_universal([batch["sensor"]], p, universal)[0]
         out["noise"] = torch.rand(len(batch["touch"]), num_patches, generator=mask)
-    return batch_to_device(out, device)  # touch augmented, camera images normalised, on the device
+    inputs = batch_to_device({k: v for k, v in out.items() if not k.endswith("sensor")}, device)
+    # sensor ids stay on the host: the encoder checks their range there and copies them (no device sync)
+    return {**inputs, **{k: v for k, v in out.items() if k.endswith("sensor")}}
 
 
 class Stage2Trainer(Trainer):
