@@ -347,3 +347,54 @@ def test_resume_does_not_log_the_rerun_steps_twice(tmp_path, fake_data, monkeypa
     (quiet / "log.jsonl").write_text('{"step": 1}\n')
     run(quiet, "run.resume=auto", "train.max_steps=2")
     assert [json.loads(line)["step"] for line in open(quiet / "log.jsonl")] == [1, 2]
+
+
+def test_compile_flag_compiles_the_tower_stacks(tmp_path, fake_data, monkeypatch):
+    """train.compile=true reaches nn.Module.compile for every transformer stack (encoder and decoder), and nothing
+    is compiled without it; the checkpoint keeps the eager parameter names."""
+    from anytouch.models.layers import Transformer
+
+    compiled = []
+    monkeypatch.setattr(Transformer, "compile", lambda self, *a, **k: compiled.append(self))
+    run(tmp_path / "eager", "train.max_steps=1")
+    assert compiled == []
+    run(tmp_path / "compiled", "train.max_steps=1", "train.compile=true")
+    assert len(compiled) == 2  # the touch encoder's blocks and the MAE decoder's
+    eager = torch.load(tmp_path / "eager" / LAST, weights_only=True)["model"]
+    assert list(torch.load(tmp_path / "compiled" / LAST, weights_only=True)["model"]) == list(eager)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_on_cpu(tmp_path, fake_data):
+    """torch.compile for real on the CPU (inductor): the same losses as the eager run, to compile noise."""
+    run(tmp_path / "eager", "train.max_steps=2")
+    run(tmp_path / "compiled", "train.max_steps=2", "train.compile=true")
+    a, b = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    assert sorted(a) == sorted(b) == [1, 2]
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5)
+
+
+def test_the_step_augments_on_the_device(tmp_path, fake_data, monkeypatch):
+    """The training step hands the collated uint8 frames and their per-sample parameters to apply_touch_aug on the
+    training device, and the encoder sees exactly its result."""
+    import anytouch.data.device_aug as device_aug
+
+    calls, seen, orig_aug, orig_fwd = [], [], device_aug.apply_touch_aug, TouchMAE.forward
+
+    def spy(frames, params, *args, **kwargs):
+        out = orig_aug(frames, params, *args, **kwargs)
+        calls.append((frames.dtype, frames.device, params.clone(), out))
+        return out
+
+    def forward(self, touch, *args, **kwargs):
+        seen.append(touch)
+        return orig_fwd(self, touch, *args, **kwargs)
+
+    monkeypatch.setattr(device_aug, "apply_touch_aug", spy)
+    monkeypatch.setattr(TouchMAE, "forward", forward)
+    run(tmp_path, "train.max_steps=2")
+    assert len(calls) == len(seen) == 2
+    for (dtype, device, params, out), touch in zip(calls, seen):
+        assert dtype == torch.uint8 and device == torch.device("cpu") and touch is out
+        assert params.shape == (4, 10) and not torch.equal(params[0], params[1])  # per sample, drawn by the loader

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.skip import SkipErrors, format_skipped, skipped_report
+from ..models.layers import Transformer
 from .checkpointing import (LAST, find_resume, load_training_checkpoint, previous_run, remove_stale_temps,
                             restore_rng, retention_note, save_training_checkpoint)
 from .dist import DistEnv, all_reduce_mean, broadcast_from_main, gather_to_main, init_distributed, shutdown, wrap_ddp
@@ -34,7 +35,7 @@ from .rng import generator, seed_all
 from .schedule import lr_at, universal_prob
 from .step import NonFiniteLossError, Stepper
 
-__all__ = ["NonFiniteLossError", "Trainer", "declared_parts", "launch"]
+__all__ = ["NonFiniteLossError", "Trainer", "compile_towers", "declared_parts", "launch"]
 
 
 class Trainer:
@@ -72,6 +73,8 @@ class Trainer:
         # idle parameter's grad None, so AdamW leaves it alone as in the original. (A 0-weighted dummy loss would give
         # it zero gradients instead, and AdamW would still move it through momentum and weight decay.) The batch type
         # is the same on every rank at a given step (engine.interleave), so ranks agree on what is idle.
+        if t.compile:
+            compile_towers(model)
         self.objective_name = type(objective).__name__
         self.parts = declared_parts(objective, {name: self.batch_kind(name) for name in stream.names})
         self.ddp = wrap_ddp(objective, self.env, find_unused_parameters=True)
@@ -279,6 +282,16 @@ class Trainer:
         """Drop the DDP wrapper and the optimizer: they must be gone before the process group is destroyed."""
         self.log.close()
         self.ddp = self.stepper = self.optimizer = None
+
+
+def compile_towers(model: nn.Module) -> int:
+    """``train.compile=true``: compile every transformer stack of ``model`` in place (``nn.Module.compile``: the
+    parameters, their names and hence checkpoints stay as they are; the Python around them -- sensor tokens, masking
+    -- stays eager). Returns how many stacks were compiled."""
+    stacks = [m for m in model.modules() if isinstance(m, Transformer)]
+    for m in stacks:
+        m.compile()
+    return len(stacks)
 
 
 def declared_parts(objective: Any, kinds: Mapping[str, str]) -> Dict[str, Tuple[str, ...]]:
