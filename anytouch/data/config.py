@@ -48,6 +48,9 @@ class DataConfig:
             raise ConfigError(f"config key 'data.on_error' = {self.on_error!r}; expected one of ['raise', 'skip']")
         if self.store not in STORES:
             raise ConfigError(f"config key 'data.store' = {self.store!r}; expected one of {list(STORES)}")
+        if self.store == "packed" and self.source == "synthetic":
+            raise ConfigError("data.store=packed reads stores packed from a data tree (anytouch pack); the synthetic "
+                              "data is rendered on the fly: use data.store=raw with data.source=synthetic")
         for key in ("num_workers", "prefetch_factor"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < (0 if key == "num_workers" else 1)):
