@@ -1,7 +1,9 @@
 """Turn PIL images, numpy arrays or uint8 tensors into the normalised tensors AnyTouch expects (spec 4.1).
 
 Touch frames use ImageNet statistics and a plain resize to (size, size) (aspect ratio not kept, bilinear,
-antialiased), exactly like the original test-time transform. Vision images use CLIP statistics: resize of the
+antialiased), like the original test-time transform, except that the resize runs on uint8 frames (:func:`resize_uint8`,
+the path the training loaders use too): a pixel may differ from the original's float resize by one 8-bit level, at
+most 1/255/0.225 = 0.0175 after normalisation (held to that bound in tests/test_device_aug.py). Vision images use CLIP statistics: resize of the
 shorter side to ``size`` (bicubic, antialiased), centre crop.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -22,7 +25,8 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD",
-    "to_uint8_chw", "check_unit_range", "preprocess_touch", "preprocess_touch_batch", "preprocess_vision", "normalize",
+    "to_uint8_chw", "check_unit_range", "resize_uint8", "preprocess_touch", "preprocess_touch_batch",
+    "preprocess_vision", "vision_unit", "normalize",
     "BACKGROUND_OFFSET", "subtract_background", "preprocess_touch2", "preprocess_touch2_batch",
 ]
 
@@ -85,6 +89,14 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x - m) / s
+
+
+def resize_uint8(frames: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> (..., 3, size, size) uint8: bilinear, aspect ratio not kept (``antialias=False`` as the
+    original's stage-1 and cross-sensor clips). The one touch resize of the package: loaders, packing, evaluation."""
+    if frames.shape[-2:] == (size, size):
+        return frames
+    return TF.resize(frames, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=antialias)
 
 
 def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
@@ -163,29 +175,33 @@ def preprocess_touch_batch(frames: torch.Tensor, size: int = 224, channels_last:
             reduction and one host sync per call; uint8 frames need no check).
     """
     x, lead, channels_last = _flat_frames(frames, channels_last, "preprocess_touch_batch", "preprocess_touch")
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    elif x.is_floating_point():
+    if x.is_floating_point():
         check_unit_range(x, "preprocess_touch_batch")
-        x = (x.float().clamp(0, 1) * 255).round() / 255.0  # the uint8 quantisation preprocess_touch applies
-    else:
+        x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)  # the uint8 quantisation preprocess_touch applies
+    elif x.dtype != torch.uint8:
         raise TypeError(f"preprocess_touch_batch: unsupported dtype {x.dtype}; expected uint8 or float in [0, 1]")
-    if background is not None:
-        x = _subtract_flat(x, background, lead, channels_last)
-    x = _resize(x, (size, size), "bilinear").clamp(0, 1)
+    if background is not None:  # subtracted in float at full resolution, then back to 8 bits for the one path
+        x = _subtract_flat(x.float() / 255.0, background, lead, channels_last)
+        x = (x * 255).round().to(torch.uint8)
+    # = anytouch.data.device_aug.apply_touch_aug(resize_uint8(x), IDENTITY): the evaluation half of the training path
+    x = resize_uint8(x, size).float() / 255.0
     return normalize(x, IMAGENET_MEAN, IMAGENET_STD).reshape(*lead, 3, size, size)
 
 
 def preprocess_vision(img: ImageLike, size: int = 224) -> torch.Tensor:
     """A camera image -> (3,size,size), shorter side resized to ``size`` (bicubic), centre-cropped, CLIP-normalised."""
+    return normalize(vision_unit(img, size), CLIP_MEAN, CLIP_STD)
+
+
+def vision_unit(img: ImageLike, size: int = 224) -> torch.Tensor:
+    """:func:`preprocess_vision` before normalisation: (3,size,size) float in [0, 1]."""
     x = to_uint8_chw(img).float().unsqueeze(0) / 255.0
     h, w = x.shape[-2:]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     x = _resize(x, (nh, nw), "bicubic").clamp(0, 1)
     top, left = (nh - size) // 2, (nw - size) // 2
-    x = x[..., top:top + size, left:left + size]
-    return normalize(x, CLIP_MEAN, CLIP_STD)[0]
+    return x[0, :, top:top + size, left:left + size]
 
 
 

@@ -23,6 +23,7 @@ import torch
 from .checkpoint import load_model
 from .config import config_dirs
 from .data import build_dataset
+from .data.device_aug import stack_touch, touch_on_device
 from .data.synthetic import SyntheticConfig
 from .losses import matching_logits
 from .probe import runner
@@ -123,7 +124,7 @@ def _pictures(s: QuickstartSettings, out: Path, ckpts: Dict[str, Path],
     clips = build_dataset("tacquad", synthetic=True, clip="video", stage=1, train=False, image_size=size,
                           num_samples=6, seed=1)
     items = [clips[i] for i in range(len(clips))]
-    mae_grid(model, torch.stack([it["touch"] for it in items]), [it["sensor"] for it in items],
+    mae_grid(model, stack_touch(items), [it["sensor"] for it in items],
              pics / "mae_grid.png", title="stage-2 model, synthetic TacQuad clips (75% of patches masked)")
     touch, sensors, labels = synthetic_sensor_set(s.tsne_materials, s.tsne_per_sensor, image_size=size, seed=1)
     frames = [{"touch": t, "sensor": int(i), "label": lb} for t, i, lb in zip(touch, sensors, labels)]
@@ -169,7 +170,9 @@ def held_out_matching(model, pairs: int, seed: int = 1, batch: int = 32) -> Dict
         logits, cosines = ([], []), ([], [])
         for start in range(0, len(triplets), batch):
             items = triplets[start:start + batch]
-            touch = torch.stack([it[r] for r in ("anchor", "positive", "negative") for it in items])
+            roles = [(r, it) for r in ("anchor", "positive", "negative") for it in items]
+            touch = touch_on_device(torch.stack([it[r] for r, it in roles]),
+                                    torch.stack([it[f"{r}_aug"] for r, it in roles]), "cpu")
             sensor = torch.tensor([it[f"{r}_sensor"] for r in ("anchor", "positive", "negative") for it in items])
             with torch.no_grad():
                 a, p, n = model.encode_touch(touch, sensor).split(len(items))

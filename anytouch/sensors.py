@@ -77,7 +77,9 @@ def sensor_tensor(sensor: SensorLike, batch: int, num_slots: int, device=None) -
 
     ``sensor``: a name or integer id for the whole batch, or one per sample (a list of names / ids, an integer
     numpy array or tensor; a single-element one is broadcast). -1 (universal) maps to the last slot. Raises
-    TypeError on floating-point or bool ids, ValueError on out-of-range ids or a length mismatch.
+    TypeError on floating-point or bool ids, ValueError on out-of-range ids or a length mismatch. The range check
+    runs where the ids are: free for host ids (what the training loops pass), one device sync for ids already on an
+    accelerator.
     """
     if isinstance(sensor, np.ndarray):
         if sensor.dtype.kind in "iu":
@@ -87,13 +89,13 @@ def sensor_tensor(sensor: SensorLike, batch: int, num_slots: int, device=None) -
     if isinstance(sensor, torch.Tensor):
         if not _integer_dtype(sensor.dtype):
             raise _not_integer(sensor, f"a tensor of dtype {sensor.dtype}")
-        ids = sensor.to(device=device, dtype=torch.long).reshape(-1)
+        ids = sensor.to(dtype=torch.long).reshape(-1)  # checked where it is: no device sync for host ids
         if ids.numel() == 1 and batch != 1:
             ids = ids.expand(batch)
     elif isinstance(sensor, (str, numbers.Number)):
-        ids = torch.full((batch,), sensor_id(sensor), dtype=torch.long, device=device)
+        ids = torch.full((batch,), sensor_id(sensor), dtype=torch.long)
     elif isinstance(sensor, Iterable):
-        ids = torch.tensor([sensor_id(s) for s in sensor], dtype=torch.long, device=device)
+        ids = torch.tensor([sensor_id(s) for s in sensor], dtype=torch.long)
     else:
         raise TypeError(f"unsupported sensor spec of type {type(sensor).__name__}")
     if ids.numel() != batch:
@@ -104,7 +106,7 @@ def sensor_tensor(sensor: SensorLike, batch: int, num_slots: int, device=None) -
             f"sensor id {int(ids[bad][0])} out of range; this model has {num_slots} sensor slots "
             f"(ids 0..{num_slots - 1}, -1 = universal)"
         )
-    return torch.where(ids < 0, torch.full_like(ids, num_slots - 1), ids)
+    return torch.where(ids < 0, torch.full_like(ids, num_slots - 1), ids).to(device, non_blocking=True)
 
 
 def sensor_slot(name_or_id: Union[int, np.integer, str, torch.Tensor], family: str = "anytouch") -> int:

@@ -3,10 +3,10 @@
 Writes TAG-layout trees of GelSight-like frames -- 480x640 JPEG (Touch and Go) and 240x320 PNG (DIGIT / GelSight
 Mini) -- and times, on the same frames, samples/s of one process with 1 thread (a DataLoader worker):
 
-* old: the TAG loader ``ds[i]`` with touch-train transforms (uint8 decode, float resize, flips, colour jitter and
+* old: the former worker path, rebuilt here with torchvision (uint8 decode, float resize, flips, colour jitter and
   normalisation on the CPU, float32 out);
-* new: what a worker does with device-side augmentation: uint8 decode + uint8 resize
-  (:func:`anytouch.data.device_aug.load_touch_uint8`) + the parameter draw, uint8 out;
+* new: the TAG loader ``ds[i]`` as it runs now (uint8 decode + uint8 resize + the parameter draw, uint8 out; the
+  augmentation happens on the device);
 * packed: :class:`anytouch.data.packed.PackedDataset` ``[i]`` on a store packed from the same tree (page cache warm).
 
 Images are one frame, clips the 4-frame video samples (t-3..t). Then: the cost of
@@ -27,14 +27,16 @@ import warnings
 import cv2
 import numpy as np
 import torch
+import torchvision.transforms.v2 as T
 from PIL import Image
 
-from anytouch.data import build_dataset
-from anytouch.data.device_aug import apply_touch_aug, draw_touch_params, load_touch_uint8
+from anytouch.data import build_dataset, read_image
+from anytouch.data.device_aug import DEFAULT_JITTER, apply_touch_aug, draw_touch_params, load_touch_uint8
 from anytouch.data.packed import PackedDataset, pack_dataset
 from anytouch.data.synthetic_render import LOOKS, TAG_MATERIALS, random_scene, render_touch
 from anytouch.engine.flops import mae_forward_flops
 from anytouch.models import get_arch
+from anytouch.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 INPUTS = (("480x640 JPEG", 480, 640, "JPEG"), ("240x320 PNG", 240, 320, "PNG"))
 KINDS = ("image", "video")
@@ -80,6 +82,14 @@ def rates(fns, n: int, seconds: float, rounds: int = 6):
     return [d / t for d, t in zip(done, spent)]
 
 
+def former_touch_train(size: int, antialias: bool) -> T.Compose:
+    """The per-sample float touch-train pipeline the loaders ran on the CPU before augmentation moved to the device."""
+    return T.Compose([T.ToDtype(torch.float32, scale=True),
+                      T.Resize((size, size), interpolation=T.InterpolationMode.BILINEAR, antialias=antialias),
+                      T.RandomHorizontalFlip(0.5), T.RandomVerticalFlip(0.5), T.ColorJitter(*DEFAULT_JITTER),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
 def measure_input(root: str, size: int, seconds: float) -> dict:
     """{(kind, path): samples/s} for one generated tree."""
     with warnings.catch_warnings():
@@ -91,7 +101,8 @@ def measure_input(root: str, size: int, seconds: float) -> dict:
     for kind, ds in raw.items():
         paths = [ds.entry(i)["frames"] for i in range(len(ds))]
         packed = PackedDataset(store, kind, train=True)
-        fns = [lambda i: ds[i], lambda i: (load_touch_uint8(paths[i], size), draw_touch_params()),
+        old_tf = former_touch_train(size, ds.touch_tf.antialias)
+        fns = [lambda i: old_tf(torch.stack([read_image(p) for p in paths[i]]).squeeze(0)), lambda i: ds[i],
                lambda i: packed[i]]
         assert load_touch_uint8(paths[0], size).shape[1:] == ds[0]["touch"].shape[-3:] == packed[0]["touch"].shape[-3:]
         out.update({(kind, p): r for p, r in zip(PATHS, rates(fns, len(ds), seconds))})

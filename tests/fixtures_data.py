@@ -34,11 +34,11 @@ def write_frame(path: str, t: int, tag: int = 0) -> None:
 
 
 def decode_frames(touch: torch.Tensor) -> List[tuple]:
-    """(3,H,W) or (T,3,H,W) ImageNet-normalised constant frames -> [(t % 32, tag)] per frame."""
+    """(3,H,W) or (T,3,H,W) constant frames (uint8 as loaders ship them, or ImageNet-normalised) -> [(t % 32, tag)]."""
     x = touch if touch.ndim == 4 else touch[None]
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    rgb = ((x * std + mean) * 255).mean(dim=(-2, -1))  # (T, 3)
+    rgb = (x.float() if x.dtype == torch.uint8 else (x * std + mean) * 255).mean(dim=(-2, -1))  # (T, 3)
     return [(int(round(r / 8)), int(round(g / 8))) for r, g, _ in rgb.tolist()]
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from anytouch.data.io import DataError, read_image
 from anytouch.data.text import empty_text, encode_text, load_text_file
 from anytouch.data.transforms import TouchTransform, VisionTransform
+from anytouch.preprocess import CLIP_STD
 from anytouch.preprocess import preprocess_touch, preprocess_vision
 from anytouch.tokenizer import tokenize
 
@@ -110,7 +111,9 @@ def test_touch_transform_rejects_bad_input():
 
 def test_vision_transform():
     img = torch.from_numpy(_img(30, 50)).permute(2, 0, 1)
-    assert torch.equal(VisionTransform(24, train=False)(img), preprocess_vision(img, 24))
+    # the loaders ship camera images as uint8: at most half an 8-bit level from preprocess_vision
+    delta = (VisionTransform(24, train=False)(img) - preprocess_vision(img, 24)).abs().max()
+    assert 0 < delta <= 0.5 / 255 / min(CLIP_STD) + 1e-6
     torch.manual_seed(0)
     outs = [VisionTransform(24)(img) for _ in range(4)]
     assert all(o.shape == (3, 24, 24) for o in outs)

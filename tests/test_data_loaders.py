@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from anytouch.data.device_aug import IDENTITY
 from anytouch.data import (DATASETS, CrossSensorDataset, DataConfig, DataError, SkipErrors, build_dataset,
                            build_pretrain_set, register, skipped_report)
 from anytouch.data import build as build_module
@@ -105,7 +106,8 @@ def test_loader_frames(root, name, kind, stage):
     assert frames_of(ds) == EXPECTED[name][(kind, stage)]
     s = ds[0]
     n = {"image": 1, "video": 4, "cross_image": 1, "cross_video": 3}[kind]
-    assert s["touch"].shape == ((3, 16, 16) if n == 1 else (n, 3, 16, 16)) and s["touch"].dtype == torch.float32
+    assert s["touch"].shape == ((3, 16, 16) if n == 1 else (n, 3, 16, 16)) and s["touch"].dtype == torch.uint8
+    assert torch.equal(s["touch_aug"], IDENTITY)  # train=False: the device only normalises
     assert s["sensor"] == SENSOR[name] and s["source"] == name
     multimodal = stage == 2 and not kind.startswith("cross")
     assert ("text_ids" in s) == multimodal and ("vision" in s) == multimodal
@@ -174,9 +176,8 @@ def test_stage2_text_and_vision(root, name, texts, visions):
 
 
 def _decode_vision(x):
-    from anytouch.preprocess import CLIP_MEAN, CLIP_STD
-
-    rgb = ((x * torch.tensor(CLIP_STD).view(3, 1, 1) + torch.tensor(CLIP_MEAN).view(3, 1, 1)) * 255).mean((-2, -1))
+    assert x.dtype == torch.uint8  # normalised on the device
+    rgb = x.float().mean((-2, -1))
     return int(round(float(rgb[0]) / 8)), int(round(float(rgb[1]) / 8))
 
 
@@ -260,7 +261,8 @@ class _Frames(torch.utils.data.Dataset):
         return len(self.object_ids)
 
     def __getitem__(self, i):
-        return {"touch": torch.full((3, 2, 2), float(i)), "sensor": int(self.sensor_ids[i])}
+        return {"touch": torch.full((3, 2, 2), i, dtype=torch.uint8), "touch_aug": IDENTITY.clone(),
+                "sensor": int(self.sensor_ids[i])}
 
 
 @pytest.mark.filterwarnings("ignore:cross-sensor")

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2 as T
 
 from anytouch.data.device_aug import (
     AUG_DIM, IDENTITY, apply_touch_aug, draw_touch_params, load_touch_uint8, reference_touch_aug, resize_uint8,
@@ -9,7 +10,7 @@ from anytouch.data.device_aug import (
 from anytouch.data.io import DataError
 from anytouch.data.transforms import TouchTransform
 from anytouch.engine.rng import seeded
-from anytouch.preprocess import IMAGENET_STD, preprocess_touch
+from anytouch.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_touch
 
 # float32 ops in the same order as torchvision; hue goes through HSV, where rounding differs by a few ulps
 TOL = 2e-5
@@ -58,16 +59,28 @@ def test_identity_is_normalisation_only():
                           atol=1e-6)
 
 
-def test_draws_match_touch_transform():
-    """Same seed -> the float TouchTransform pipeline and reference(draw_touch_params) give the same frames."""
+def _float_pipeline(size, train=True, antialias=True):
+    """The former per-sample float pipeline on the worker (torchvision transforms, jitter on the CPU)."""
+    steps = [T.ToDtype(torch.float32, scale=True),
+             T.Resize((size, size), interpolation=T.InterpolationMode.BILINEAR, antialias=antialias)]
+    if train:
+        steps += [T.RandomHorizontalFlip(0.5), T.RandomVerticalFlip(0.5), T.ColorJitter(0.4, 0.4, 0.5, 0.3)]
+    return T.Compose(steps + [T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def test_draws_match_the_former_float_pipeline():
+    """Same seed -> the former float pipeline and TouchTransform (uint8 worker side + device side) give the same
+    frames: the parameters are drawn in torchvision's order, so resumed and seeded runs keep their augmentations."""
     x = _frames(3, 3, 16, 16)  # a clip already at the output size: the resize is the identity
-    tf = TouchTransform(16, train=True)
+    tf, old_tf = TouchTransform(16, train=True), _float_pipeline(16)
     for seed in range(6):
         with seeded(seed):
-            old = tf(x)
+            old = old_tf(x)
         with seeded(seed):
             p = draw_touch_params()
-        assert (reference_touch_aug(x, p) - old).abs().max() < TOL
+        with seeded(seed):
+            new = tf(x)
+        assert (reference_touch_aug(x, p) - old).abs().max() < TOL and (new - old).abs().max() < TOL
 
 
 def test_draw_distribution():
@@ -86,14 +99,16 @@ def test_draw_distribution():
         assert torch.equal(draw_touch_params(), a)
 
 
-def test_uint8_resize_within_one_level_of_preprocess_touch():
+def test_uint8_resize_within_one_level_of_the_float_resize():
+    """preprocess_touch is the loaders' evaluation path (uint8 resize + identity parameters), and it stays within
+    one 8-bit level (0.0175 after normalisation) of the former float resize, with or without antialiasing."""
     x = _frames(2, 3, 120, 160, seed=4)
-    old = preprocess_touch(x, 56)
-    new = apply_touch_aug(resize_uint8(x, 56)[None], IDENTITY[None])[0]
-    assert (new - old).abs().max() <= LEVEL + 1e-5
-    sharp = TouchTransform(56, train=False, antialias=False)(x)  # the original's stage-1 clips
-    assert (apply_touch_aug(resize_uint8(x, 56, antialias=False)[None], IDENTITY[None])[0] - sharp).abs().max() <= (
-        LEVEL + 1e-5)
+    new = preprocess_touch(x, 56)
+    assert torch.equal(new, apply_touch_aug(resize_uint8(x, 56)[None], IDENTITY[None])[0])  # one path
+    old = _float_pipeline(56, train=False)(x)
+    assert 0 < (new - old).abs().max() <= LEVEL + 1e-5
+    sharp = _float_pipeline(56, train=False, antialias=False)(x)  # the original's stage-1 clips
+    assert (TouchTransform(56, train=False, antialias=False)(x) - sharp).abs().max() <= LEVEL + 1e-5
     assert (sharp - old).abs().max() > 10 * LEVEL  # the two filters differ: the flag is passed through
 
 

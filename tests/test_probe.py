@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from anytouch.data import build_dataset
+from anytouch.data.device_aug import IDENTITY, stack_touch
 from anytouch.data.io import DataError
 from anytouch.data.config import SyntheticConfig
 from anytouch.engine.dist import DistEnv
@@ -26,6 +27,7 @@ from anytouch.probe import runner as runner_mod
 from anytouch.probe.runner import ProbeRunner, load_probe_encoder
 from anytouch.probe.selection import Curves, best_on_test, last_epoch, val_selected
 from anytouch.probe.tasks import Recipe, correct, get_task, per_sample_loss
+from anytouch.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from anytouch.config import load_config
 from anytouch.engine.rng import generator
 
@@ -81,24 +83,28 @@ def test_binary_and_multiclass_accuracy_and_loss_on_known_logits():
 
 
 class _LogitsAsFeatures(nn.Module):
-    """Stand-in encoder: the 'touch' tensor already holds the logits."""
+    """Stand-in encoder: the normalised one-pixel frame of sample i (pixel value i) -> ``logits[i]``."""
 
-    def __init__(self):
+    def __init__(self, logits):
         super().__init__()
         self.proj = nn.Linear(1, 1)
+        self.logits = logits
 
     def forward(self, touch, sensor, pooling):
-        return touch
+        index = ((touch[:, 0, 0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255).round().long()
+        return self.logits[index]
 
 
 def test_evaluate_weights_batches_by_size_and_shards_without_padding():
     task = get_task("of2")
     logits = torch.randn(10, 7, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([int(l.argmax()) for l in logits[:7]] + [int(l.argmin()) for l in logits[7:]])
-    data = [{"touch": logits[i], "label": labels[i]} for i in range(10)]
+    # samples as the loaders ship them (uint8 frames, here one pixel holding the sample index, + parameters)
+    data = [{"touch": torch.full((3, 1, 1), i, dtype=torch.uint8), "touch_aug": IDENTITY, "label": labels[i]}
+            for i in range(10)]
     # batches of 3, 3, 3, 1: hits 3, 3, 1, 0 -> 7/10 (the mean of per-batch accuracies would be 7/12)
     loader = DataLoader(data, batch_size=3)
-    acc, loss, n = evaluate(_LogitsAsFeatures(), nn.Identity(), loader, task, recipe(), CPU)
+    acc, loss, n = evaluate(_LogitsAsFeatures(logits), nn.Identity(), loader, task, recipe(), CPU)
     assert (acc, n) == (0.7, 10)
     assert loss == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-6)
     # 10 samples on 3 ranks: every sample exactly once (DistributedSampler pads to 12 and counts two twice)
@@ -233,7 +239,7 @@ def test_views_follow_the_official_epochs(encoder):
     assert feats.shape == (2, 6, encoder.proj.out_features) and not torch.allclose(feats[0], feats[1])
     from anytouch.engine.data import EpochSeeded
 
-    epoch1 = torch.stack([EpochSeeded(data, 3)[(1, i)]["touch"] for i in range(6)])
+    epoch1 = stack_touch([EpochSeeded(data, 3)[(1, i)] for i in range(6)])
     with torch.no_grad():
         assert torch.allclose(feats[1], encoder(epoch1, -1, "cls"), atol=1e-5)
 

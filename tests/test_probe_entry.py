@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from anytouch.config import load_config
+from anytouch.data.device_aug import IDENTITY
 from anytouch.probe.config import ProbeConfig
 from anytouch.probe.retrieval import cross_sensor_retrieval, recall_at_k
 from anytouch.probe.retrieval import main as retrieval_main
@@ -88,7 +89,7 @@ class _Oracle(nn.Module):
         return F.one_hot(torch.tensor(idx), len(self.names)).float() * 3.0
 
     def encode_touch(self, touch, sensor, pooling):
-        return touch[:, 0, 0]
+        return touch[:, 0, 0]  # the normalised scores: same order
 
 
 def test_zero_shot_accuracy_prompts_and_names_file(tmp_path):
@@ -102,7 +103,8 @@ def test_zero_shot_accuracy_prompts_and_names_file(tmp_path):
             score[label] = 1.0
         else:
             score[(label + 1) % 7], score[label] = 1.0, 0.9
-        data.append({"touch": score.view(1, 1, 7), "label": label})
+        frame = (score * 255).round().to(torch.uint8).view(1, 1, 7).expand(3, 1, 7)  # as loaders ship frames
+        data.append({"touch": frame, "touch_aug": IDENTITY, "label": label})
     model = _Oracle(names)
     out = zero_shot(model, data, names, batch_size=4)
     assert out["n"] == 14 and out["acc1"] == pytest.approx(100 * 10 / 14) and out["acc5"] == pytest.approx(100.0)

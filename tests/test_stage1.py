@@ -16,6 +16,7 @@ import anytouch.train.stage1 as stage1
 from anytouch.checkpoint import ours
 from anytouch.checkpoint.original import to_original_stage1
 from anytouch.config import ConfigError, load_config
+from anytouch.data.device_aug import draw_touch_params
 from anytouch.engine.checkpointing import LAST
 from anytouch.models import TouchEncoder, TouchMAE, get_arch
 from anytouch.train.config import ModelConfig, Stage1Config
@@ -25,7 +26,7 @@ TINY = get_arch("tiny")
 
 
 class FakePretrain(Dataset):
-    """Fixed per-index tensors plus augmentation noise from torch's global RNG (as torchvision transforms draw)."""
+    """Fixed per-index uint8 frames plus augmentation parameters drawn from torch's global RNG (as the loaders)."""
 
     def __init__(self, kind, n):
         self.shape = (3, 56, 56) if kind == "image" else (4, 3, 56, 56)
@@ -35,8 +36,9 @@ class FakePretrain(Dataset):
         return self.n
 
     def __getitem__(self, i):
-        base = torch.randn(self.shape, generator=torch.Generator().manual_seed(2 * i + (self.kind == "video")))
-        return {"touch": base + 0.1 * torch.randn(self.shape), "sensor": i % 5, "source": "fake"}
+        g = torch.Generator().manual_seed(2 * i + (self.kind == "video"))
+        frames = torch.randint(0, 256, self.shape, generator=g, dtype=torch.uint8)
+        return {"touch": frames, "touch_aug": draw_touch_params(), "sensor": i % 5, "source": "fake"}
 
 
 @pytest.fixture
@@ -345,3 +347,54 @@ def test_resume_does_not_log_the_rerun_steps_twice(tmp_path, fake_data, monkeypa
     (quiet / "log.jsonl").write_text('{"step": 1}\n')
     run(quiet, "run.resume=auto", "train.max_steps=2")
     assert [json.loads(line)["step"] for line in open(quiet / "log.jsonl")] == [1, 2]
+
+
+def test_compile_flag_compiles_the_tower_stacks(tmp_path, fake_data, monkeypatch):
+    """train.compile=true reaches nn.Module.compile for every transformer stack (encoder and decoder), and nothing
+    is compiled without it; the checkpoint keeps the eager parameter names."""
+    from anytouch.models.layers import Transformer
+
+    compiled = []
+    monkeypatch.setattr(Transformer, "compile", lambda self, *a, **k: compiled.append(self))
+    run(tmp_path / "eager", "train.max_steps=1")
+    assert compiled == []
+    run(tmp_path / "compiled", "train.max_steps=1", "train.compile=true")
+    assert len(compiled) == 2  # the touch encoder's blocks and the MAE decoder's
+    eager = torch.load(tmp_path / "eager" / LAST, weights_only=True)["model"]
+    assert list(torch.load(tmp_path / "compiled" / LAST, weights_only=True)["model"]) == list(eager)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_on_cpu(tmp_path, fake_data):
+    """torch.compile for real on the CPU (inductor): the same losses as the eager run, to compile noise."""
+    run(tmp_path / "eager", "train.max_steps=2")
+    run(tmp_path / "compiled", "train.max_steps=2", "train.compile=true")
+    a, b = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    assert sorted(a) == sorted(b) == [1, 2]
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5)
+
+
+def test_the_step_augments_on_the_device(tmp_path, fake_data, monkeypatch):
+    """The training step hands the collated uint8 frames and their per-sample parameters to apply_touch_aug on the
+    training device, and the encoder sees exactly its result."""
+    import anytouch.data.device_aug as device_aug
+
+    calls, seen, orig_aug, orig_fwd = [], [], device_aug.apply_touch_aug, TouchMAE.forward
+
+    def spy(frames, params, *args, **kwargs):
+        out = orig_aug(frames, params, *args, **kwargs)
+        calls.append((frames.dtype, frames.device, params.clone(), out))
+        return out
+
+    def forward(self, touch, *args, **kwargs):
+        seen.append(touch)
+        return orig_fwd(self, touch, *args, **kwargs)
+
+    monkeypatch.setattr(device_aug, "apply_touch_aug", spy)
+    monkeypatch.setattr(TouchMAE, "forward", forward)
+    run(tmp_path, "train.max_steps=2")
+    assert len(calls) == len(seen) == 2
+    for (dtype, device, params, out), touch in zip(calls, seen):
+        assert dtype == torch.uint8 and device == torch.device("cpu") and touch is out
+        assert params.shape == (4, 10) and not torch.equal(params[0], params[1])  # per sample, drawn by the loader

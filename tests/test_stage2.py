@@ -14,10 +14,12 @@ from anytouch.checkpoint import save_checkpoint
 from anytouch.checkpoint.hf_clip import TEXT_TABLE, VISION_TABLE
 from anytouch.checkpoint.original import to_original_stage1, to_original_stage2
 from anytouch.config import load_config
+from anytouch.data.device_aug import IDENTITY
 from anytouch.engine.checkpointing import LAST
 from anytouch.engine.dist import DistEnv
 from anytouch.losses import Stage2Objective, alignment_loss
 from anytouch.models import AnyTouchModel, TouchMAE, VisionTower, get_arch
+from anytouch.preprocess import CLIP_MEAN, CLIP_STD
 from anytouch.train.stage1 import Stage1Config
 from anytouch.train.stage2 import Stage2Config, Stage2Trainer, build_model, load_stage1_touch, prepare_batch
 
@@ -129,8 +131,9 @@ def test_lora_at_initialisation_equals_the_base_tower(stage1_ckpt):
 
 def test_prepare_batch_shares_the_universal_mask_across_the_triplet():
     b = 64
-    batch = {"anchor": torch.zeros(b, 3, 8, 8), "positive": torch.ones(b, 3, 8, 8), "negative": torch.ones(b, 3, 8, 8),
-             "anchor_sensor": torch.full((b,), 4), "positive_sensor": torch.full((b,), 1),
+    u8, aug = torch.zeros(b, 3, 8, 8, dtype=torch.uint8), IDENTITY.expand(b, -1)
+    batch = {"anchor": u8, "positive": u8 + 255, "negative": u8 + 255, "anchor_aug": aug, "positive_aug": aug,
+             "negative_aug": aug, "anchor_sensor": torch.full((b,), 4), "positive_sensor": torch.full((b,), 1),
              "negative_sensor": torch.full((b,), 0)}
     out = prepare_batch(batch, 0.5, torch.Generator().manual_seed(0), None, 16, torch.device("cpu"))
     hit = out["anchor_sensor"] == -1
@@ -138,12 +141,16 @@ def test_prepare_batch_shares_the_universal_mask_across_the_triplet():
     for role, sid in (("positive", 1), ("negative", 0)):
         assert torch.equal(out[f"{role}_sensor"] == -1, hit)
         assert torch.all(out[f"{role}_sensor"][~hit] == sid)
-    align = {"touch": torch.zeros(b, 3, 8, 8), "sensor": torch.full((b,), 2), "vision": torch.zeros(b, 3, 8, 8),
+    # uint8 frames leave normalised by the device step (white: (1 - mean) / std); the parameters are consumed
+    assert torch.allclose(out["positive"][:, 0], torch.full((b, 8, 8), (1 - 0.485) / 0.229))
+    assert out["anchor"].dtype == torch.float32 and "anchor_aug" not in out
+    align = {"touch": u8, "touch_aug": aug, "sensor": torch.full((b,), 2), "vision": u8,
              "vision_flag": torch.ones(b), "text_ids": torch.zeros(b, 77), "text_mask": torch.zeros(b, 77),
              "text_flag": torch.zeros(b), "source": ["x"] * b}
     out = prepare_batch(align, 0.0, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1), 16,
                         torch.device("cpu"))
     assert torch.all(out["sensor"] == 2) and out["noise"].shape == (b, 16) and "source" not in out
+    assert torch.allclose(out["vision"][:, 0], torch.full((b, 8, 8), -CLIP_MEAN[0] / CLIP_STD[0]))  # CLIP stats
 
 
 def _align_batch(video: bool, b: int = 6):

@@ -9,6 +9,7 @@ from sklearn.linear_model import RidgeClassifier
 
 from anytouch.data import PROBE_NAMES, DataConfig, build_dataset, build_pretrain_set
 from anytouch.data.config import PRETRAIN_SOURCES, SyntheticConfig
+from anytouch.data.device_aug import IDENTITY, stack_touch
 from anytouch.data.probe_sets import HARD_MATERIALS
 from anytouch.data.synthetic import build_synthetic
 from anytouch.data.synthetic_render import TAG_MATERIALS
@@ -35,17 +36,18 @@ def test_same_seed_same_tensors_other_seed_other_tensors():
     assert not torch.equal(build_synthetic("of1", "train", image_size=16, synthetic=CFG, train=False)[0]["touch"],
                            te[0]["touch"])
     torch.manual_seed(3)
-    x = tr[2]["touch"]
+    x = tr[2]["touch_aug"]
     torch.manual_seed(3)
-    assert torch.equal(x, tr[2]["touch"])
+    assert torch.equal(x, tr[2]["touch_aug"]) and not torch.equal(x, tr[2]["touch_aug"])  # the next draw differs
+    assert torch.equal(te[2]["touch_aug"], IDENTITY)
 
 
 @pytest.mark.parametrize("name", PROBE_NAMES)
 def test_probe_contract(name):
     ds = build_dataset(name, "test", synthetic=CFG, image_size=16)
     s = ds[0]
-    assert set(s) == {"touch", "sensor", "label", "source"} and s["source"] == name
-    assert s["touch"].shape == ((2, 3, 16, 16) if name == "feel" else (3, 16, 16)) and s["touch"].dtype == torch.float32
+    assert set(s) == {"touch", "touch_aug", "sensor", "label", "source"} and s["source"] == name
+    assert s["touch"].shape == ((2, 3, 16, 16) if name == "feel" else (3, 16, 16)) and s["touch"].dtype == torch.uint8
     assert s["sensor"] == (-1 if name.startswith("of") else 0)
     n_classes = {"tag_material": 20, "of1": 7, "of2": 7}.get(name, 2)
     assert all(0 <= ds[i]["label"] < n_classes for i in range(len(ds)))
@@ -74,7 +76,7 @@ def test_pretrain_contract_and_flags(stage, clip):
         s = ds[1]
         assert s["touch"].shape == ((4, 3, 16, 16) if clip == "video" else (3, 16, 16)) and s["source"] == name
         if stage == 1:
-            assert set(s) == {"touch", "sensor", "source"}
+            assert set(s) == {"touch", "touch_aug", "sensor", "source"}
             continue
         assert s["vision"].shape == (3, 24, 24) and s["text_ids"].shape == s["text_mask"].shape == (77,)
         samples = [ds[i] for i in range(len(ds))]
@@ -119,7 +121,7 @@ def test_unknown_option_is_an_error():
 def _features(name, split, n):
     ds = build_synthetic(name, split, image_size=12, num_samples=n, seed=0, render_size=32, train=False)
     samples = [ds[i] for i in range(len(ds))]
-    return np.stack([s["touch"].reshape(-1).numpy() for s in samples]), np.array([s["label"] for s in samples])
+    return stack_touch(samples).reshape(len(samples), -1).numpy(), np.array([s["label"] for s in samples])
 
 
 def test_probe_labels_are_linearly_learnable():

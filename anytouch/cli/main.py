@@ -11,7 +11,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import adapt, bench, convert, data, embed, quickstart, stream, train, viz
+from . import adapt, bench, convert, data, embed, pack, quickstart, stream, train, viz
 from .args import user_errors
 
 __all__ = ["build_parser", "main"]
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "embed, train, evaluate, convert, export, picture.")
     ap.add_argument("--version", action="version", version=f"anytouch {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (train, data, embed, convert, adapt, viz, stream, bench, quickstart):
+    for module in (train, data, pack, embed, convert, adapt, viz, stream, bench, quickstart):
         module.add_parser(sub)
     return ap
 

@@ -61,10 +61,9 @@ def _data_source(data_root: str) -> dict:
 
 def mae(args) -> int:
     """Draw the MAE grid of ``--num`` clips."""
-    import torch  # here, not at the top: keeps anytouch --help fast
-
-    # here, not at the top: these import torch / matplotlib
+    # here, not at the top: these import torch / matplotlib (keeps anytouch --help fast)
     from ..data import build_dataset
+    from ..data.device_aug import stack_touch
     from ..viz.mae import mae_grid
 
     model = load_from_args(args, "model")
@@ -72,7 +71,7 @@ def mae(args) -> int:
     ds = build_dataset(args.dataset, **_data_source(args.data_root), clip="image" if args.image else "video", stage=1,
                        train=False, image_size=size)
     items = [ds[i] for i in range(min(args.num, len(ds)))]
-    touch = torch.stack([it["touch"] for it in items])
+    touch = stack_touch(items)
     sensors = [int(it["sensor"]) for it in items]
     path = mae_grid(model, touch, sensors, args.output, mask_ratio=args.mask_ratio, seed=args.seed, max_rows=args.num)
     print(f"wrote {path}")

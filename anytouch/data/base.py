@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .device_aug import DEFAULT_JITTER, load_touch_uint8
 from .io import DataError, open_text, read_image
 from .text import empty_text, load_text_file
 from .transforms import TouchTransform, VisionTransform
 
 KINDS = ("image", "video", "cross_image", "cross_video")
 CLIP_OFFSETS = {"image": (0,), "video": (-3, -2, -1, 0), "cross_image": (0,), "cross_video": (-2, -1, 0)}
-DEFAULT_JITTER = (0.4, 0.4, 0.5, 0.3)
 ORIGINAL_ROOT_NAME = "tactile_datasets"  # the original's data folder; verbatim index paths start with it
 
 __all__ = ["KINDS", "CLIP_OFFSETS", "FrameFormat", "FileIndex", "TouchDataset", "read_rows", "parse_int"]
@@ -305,22 +305,18 @@ class TouchDataset(Dataset):
                 "text": None if txt is None else os.path.join(self._dirs[txt[0]], txt[1])}
 
     def __getitem__(self, index: int) -> dict:
+        """The worker side of a sample: uint8 ``touch`` (and ``vision``) plus ``touch_aug``, the parameters the
+        device applies (:func:`anytouch.data.device_aug.batch_to_device`)."""
         e = self.entry(index)
-        frames = [read_image(p) for p in e["frames"]]
-        if len(frames) == 1:
-            touch = self.touch_tf(frames[0])
-        else:
-            if len({f.shape for f in frames}) != 1:
-                raise DataError(f"{self.source}: frames of one clip differ in size: "
-                                + ", ".join(f"{p} {tuple(f.shape)}" for p, f in zip(e["frames"], frames)),
-                                e["frames"][0])
-            touch = self.touch_tf(torch.stack(frames))
-        sample = {"touch": touch, "sensor": e["sensor"], "source": self.source}
+        frames = load_touch_uint8(e["frames"], self.touch_tf.size, self.touch_tf.antialias)
+        touch, params = self.touch_tf.load(frames[0] if len(frames) == 1 else frames)
+        sample = {"touch": touch, "touch_aug": params, "sensor": e["sensor"], "source": self.source}
         if self.multimodal:
             if e["vision"] is not None:
-                sample["vision"], sample["vision_flag"] = self.vision_tf(read_image(e["vision"])), 1
+                sample["vision"], sample["vision_flag"] = self.vision_tf.load(read_image(e["vision"])), 1
             else:
-                sample["vision"], sample["vision_flag"] = torch.zeros(3, self.vision_size, self.vision_size), 0
+                sample["vision"] = torch.zeros(3, self.vision_size, self.vision_size, dtype=torch.uint8)
+                sample["vision_flag"] = 0
             ids, mask = load_text_file(e["text"]) if e["text"] is not None else empty_text()
             sample["text_ids"], sample["text_mask"], sample["text_flag"] = ids, mask, int(e["text"] is not None)
         return sample

@@ -19,6 +19,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from .config import DataConfig
 from .cross import CrossSensorDataset
+from .packed import PackedDataset
 from .registry import get, names
 from .skip import SkipErrors
 from .spec import BenchTwin
@@ -73,6 +74,19 @@ def _source_options(data_cfg: DataConfig, name: str) -> dict:
     return {"root": data_cfg.root, "path": data_cfg.paths.get(name), "text_dir": data_cfg.text_dir}
 
 
+def _packed(data_cfg: DataConfig, name: str, stage: int, kind: str, image_size: int) -> Dataset:
+    """``data.store=packed``: source ``name``'s samples of ``kind`` from ``<packed_dir>/<name>`` (anytouch pack)."""
+    if stage == 2 and kind not in CROSS_KINDS:
+        raise ValueError(f"data.store=packed holds touch frames only; stage-2 {kind} samples also need camera "
+                         f"images and text: use data.store=raw for stage 2")
+    store = os.path.join(data_cfg.packed_dir or os.path.join(data_cfg.root, "packed"), name)
+    ds = PackedDataset(store, kind)
+    if ds.size != image_size:
+        raise ValueError(f"packed store {store} holds {ds.size}x{ds.size} frames, the model takes {image_size}x"
+                         f"{image_size}; re-pack with anytouch pack --size {image_size}")
+    return ds
+
+
 def _print_table(title: str, rows: List[Tuple[str, str, object, object, object]]) -> None:
     if os.environ.get("RANK", "0") != "0":
         return
@@ -89,7 +103,8 @@ def build_pretrain_set(data_cfg: DataConfig, stage: int, kind: str, image_size: 
     are left out of video kinds. Cross kinds: anchors from the cross-anchor source (TacQuad, which must be enabled),
     negatives from every enabled source, each once (the original's cross sets do not duplicate). Prints a
     per-source count table on rank 0. The result has a ``counts`` attribute ``{source: (samples, repeat)}`` and is
-    wrapped for ``data_cfg.on_error == "skip"``.
+    wrapped for ``data_cfg.on_error == "skip"``. ``data_cfg.store == "packed"`` reads each source from its packed
+    store (same samples, frames resized once with antialiasing, see :mod:`anytouch.data.packed`).
     """
     if kind not in ("image", "video") + CROSS_KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected image, video, cross_image or cross_video")
@@ -108,8 +123,11 @@ def build_pretrain_set(data_cfg: DataConfig, stage: int, kind: str, image_size: 
         if not spec.video and kind in ("video", "cross_video"):
             rows.append((name, "-", "-", rep, "images only"))
             continue
-        extra = dict(pairs=False) if spec.cross_anchor else {}
-        ds = build_dataset(name, **common, **extra, **_source_options(data_cfg, name))
+        if data_cfg.store == "packed" and data_cfg.source == "files":
+            ds = _packed(data_cfg, name, stage, kind, image_size)
+        else:
+            extra = dict(pairs=False) if spec.cross_anchor else {}
+            ds = build_dataset(name, **common, **extra, **_source_options(data_cfg, name))
         counts[name] = (len(ds), rep)
         parts.append((name, ds, rep))
     if kind in CROSS_KINDS:

@@ -11,6 +11,7 @@ from .synthetic import SyntheticConfig
 
 __all__ = ["DataConfig", "SyntheticConfig", "PRETRAIN_SOURCES", "PROBE_NAMES", "path_keys"]
 SOURCES = ("files", "synthetic")  # the values of data.source
+STORES = ("raw", "packed")  # the values of data.store
 
 
 @dataclass
@@ -22,7 +23,8 @@ class DataConfig:
     one dataset's folder (values: folders, absolute or relative to ``root``); its keys are checked when the config is
     built (:func:`path_keys`): a pre-training source (``tag``, ``tacquad``, ... read by
     :func:`~anytouch.data.build_pretrain_set`) or a probe set (``tag_material``, ``feel``, ``of1``, ... read by the
-    probes). ``repeats`` keys must be registered pre-training sources.
+    probes). ``repeats`` keys must be registered pre-training sources. ``store=packed`` reads the pre-training sources
+    from the packed stores ``anytouch pack`` wrote (:mod:`anytouch.data.packed`; frames at model resolution).
     """
 
     source: Literal["files", "synthetic"] = "files"
@@ -31,7 +33,12 @@ class DataConfig:
     repeats: Dict[str, int] = field(default_factory=lambda: {s: 1 for s in PRETRAIN_SOURCES})
     paths: Dict[str, str] = field(default_factory=dict)
     on_error: Literal["raise", "skip"] = "raise"  # skipped samples are reported at the end of each epoch
-    num_workers: int = 4
+    # DataLoader workers and batches prefetched per worker, per loader; None = from the CPUs this process may use
+    # (anytouch.engine.data.default_workers / default_prefetch)
+    num_workers: Optional[int] = None
+    prefetch_factor: Optional[int] = None
+    store: Literal["raw", "packed"] = "raw"  # packed: read <packed_dir>/<source> (anytouch pack) instead of the tree
+    packed_dir: Optional[str] = None  # default: <root>/packed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     text_dir: Optional[str] = None  # default: <root>/text and <root>/text_tacquad
 
@@ -39,6 +46,16 @@ class DataConfig:
         # runs on every merge of a YAML file or override (dataclasses.replace), so a typo fails at config load
         if self.on_error not in ("raise", "skip"):
             raise ConfigError(f"config key 'data.on_error' = {self.on_error!r}; expected one of ['raise', 'skip']")
+        if self.store not in STORES:
+            raise ConfigError(f"config key 'data.store' = {self.store!r}; expected one of {list(STORES)}")
+        if self.store == "packed" and self.source == "synthetic":
+            raise ConfigError("data.store=packed reads stores packed from a data tree (anytouch pack); the synthetic "
+                              "data is rendered on the fly: use data.store=raw with data.source=synthetic")
+        for key in ("num_workers", "prefetch_factor"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < (0 if key == "num_workers" else 1)):
+                raise ConfigError(f"config key 'data.{key}' = {value!r}; expected null (automatic) or an integer "
+                                  f">= {0 if key == 'num_workers' else 1}")
         if self.source not in SOURCES:
             raise ConfigError(f"config key 'data.source' = {self.source!r}; expected one of {list(SOURCES)}")
         if self.root == "synthetic":

@@ -25,7 +25,8 @@ __all__ = ["CrossSensorDataset"]
 
 
 class CrossSensorDataset(Dataset):
-    """Triplets ``anchor, positive, negative`` ((3,H,W) or (3,3,H,W)) with ``*_sensor`` ints.
+    """Triplets ``anchor, positive, negative`` (uint8 (3,H,W) or (3,3,H,W)) with ``*_aug`` parameters and
+    ``*_sensor`` ints.
 
     Args:
         anchors: a TacQuad frame dataset of a cross kind. Besides ``__getitem__ -> {"touch", "sensor", ...}`` it must
@@ -107,5 +108,6 @@ class CrossSensorDataset(Dataset):
         n_tq = len(self.anchors)
         negative = self.anchors[n] if n < n_tq else self.pool[n - n_tq]
         return {"anchor": anchor["touch"], "positive": positive["touch"], "negative": negative["touch"],
-                "anchor_sensor": int(anchor["sensor"]), "positive_sensor": int(positive["sensor"]),
+                "anchor_aug": anchor["touch_aug"], "positive_aug": positive["touch_aug"],
+                "negative_aug": negative["touch_aug"], "anchor_sensor": int(anchor["sensor"]), "positive_sensor": int(positive["sensor"]),
                 "negative_sensor": int(negative["sensor"])}

@@ -29,12 +29,16 @@ from typing import Optional, Sequence
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
-from .base import DEFAULT_JITTER
+from ..preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, resize_uint8
 from .io import DataError, read_image
 
-__all__ = ["AUG_DIM", "IDENTITY", "DEFAULT_JITTER", "jitter_ranges", "draw_touch_params", "apply_touch_aug",
-           "reference_touch_aug", "resize_uint8", "load_touch_uint8"]
+__all__ = ["AUG_DIM", "IDENTITY", "DEFAULT_JITTER", "TOUCH_KEYS", "jitter_ranges", "draw_touch_params",
+           "apply_touch_aug", "reference_touch_aug", "resize_uint8", "load_touch_uint8", "touch_on_device",
+           "batch_to_device", "stack_touch"]
+
+DEFAULT_JITTER = (0.4, 0.4, 0.5, 0.3)  # touch-train ColorJitter strengths (brightness, contrast, saturation, hue)
+# the keys of a sample that hold touch frames; each comes with its parameters under "<key>_aug"
+TOUCH_KEYS = ("touch", "anchor", "positive", "negative")
 
 AUG_DIM = 10
 IDENTITY = torch.tensor([0, 0, 1, 1, 1, 0, 0, 1, 2, 3], dtype=torch.float32)
@@ -215,14 +219,6 @@ def reference_touch_aug(frames: torch.Tensor, params: torch.Tensor, mean: Sequen
     return TF.normalize(x, list(mean), list(std))
 
 
-def resize_uint8(frames: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
-    """(3,H,W) or (T,3,H,W) uint8 -> ``size`` x ``size`` uint8 (bilinear, aspect ratio not kept; ``antialias=False``
-    as the original's stage-1 and cross-sensor clips)."""
-    if frames.shape[-2:] == (size, size):
-        return frames
-    return TF.resize(frames, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=antialias)
-
-
 def load_touch_uint8(paths: Sequence[str], size: int, antialias: bool = True) -> torch.Tensor:
     """The worker side: decode the frames of one sample and resize them in uint8 -> (T,3,size,size) uint8.
 
@@ -235,3 +231,42 @@ def load_touch_uint8(paths: Sequence[str], size: int, antialias: bool = True) ->
         raise DataError("frames of one clip differ in size: "
                         + ", ".join(f"{p} {tuple(f.shape)}" for p, f in zip(paths, frames)), paths[0])
     return torch.stack([resize_uint8(f, size, antialias) for f in frames])  # stack after the resize: less to copy
+
+
+def touch_on_device(frames: torch.Tensor, params: torch.Tensor, device) -> torch.Tensor:
+    """Copy collated uint8 ``frames`` to ``device`` (non-blocking: from pinned memory the copy overlaps) and apply
+    their per-sample ``params`` there -> float model input."""
+    return apply_touch_aug(frames.to(device, non_blocking=True), params)
+
+
+def batch_to_device(batch: dict, device) -> dict:
+    """A collated loader batch -> model inputs on ``device``, the device side of the data path.
+
+    Touch frames (:data:`TOUCH_KEYS` with their ``<key>_aug`` parameters) are flipped, jittered and normalised there
+    (:func:`apply_touch_aug`); a uint8 camera image ``vision`` (geometric augmentation already done by the worker)
+    is CLIP-normalised there with identity parameters. Other tensors are copied; non-tensors are kept as they are.
+    """
+    out = {}
+    for key, value in batch.items():
+        if key.endswith("_aug") and key[:-4] in batch:
+            continue
+        if key in TOUCH_KEYS and f"{key}_aug" in batch:
+            out[key] = touch_on_device(value, batch[f"{key}_aug"], device)
+        elif key == "vision" and isinstance(value, torch.Tensor) and value.dtype == torch.uint8:
+            out[key] = apply_touch_aug(value.to(device, non_blocking=True), IDENTITY.expand(len(value), -1),
+                                       CLIP_MEAN, CLIP_STD)
+        else:
+            out[key] = value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+    return out
+
+
+def stack_touch(samples: Sequence[dict], device="cpu") -> torch.Tensor:
+    """The ``touch`` of a few samples (outside a DataLoader: figures, caches) -> one float model batch on ``device``.
+
+    Samples of the package's datasets (uint8 frames with ``touch_aug``) go through :func:`touch_on_device`; samples
+    without ``touch_aug`` must hold model input already (e.g. :func:`~anytouch.preprocess.preprocess_touch` output).
+    """
+    if not all("touch_aug" in s for s in samples):
+        return torch.stack([s["touch"] for s in samples]).to(device)
+    return touch_on_device(torch.stack([s["touch"] for s in samples]), torch.stack([s["touch_aug"] for s in samples]),
+                           device)

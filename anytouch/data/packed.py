@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DEFAULT_JITTER
-from .device_aug import draw_touch_params, load_touch_uint8
+from .device_aug import DEFAULT_JITTER, draw_touch_params, load_touch_uint8
 from .io import DataError
 
-__all__ = ["FORMAT", "PackedStoreError", "PackWriter", "pack_dataset", "PackedDataset", "verify_packed"]
+__all__ = ["FORMAT", "PackedStoreError", "PackWriter", "pack_dataset", "pack_root", "PackedDataset", "verify_packed",
+           "packed_stores"]
 
 FORMAT = "anytouch-packed-1"
 INDEX = "index.json"
@@ -147,6 +147,39 @@ def pack_dataset(datasets: Dict[str, Dataset], out_dir: str, size: int, frames_p
     return writer.close()
 
 
+def pack_root(root: str, out_dir: str, size: int = 224, names: Optional[Sequence[str]] = None,
+               kinds: Sequence[str] = ("image", "video"), log=print) -> List[str]:
+    """``anytouch pack``: pack each pre-training source under ``root`` (all registered ones found, or ``names``) into
+    ``out_dir/<source>`` with the given clip ``kinds`` (a source without clips gets ``image`` only). Returns the
+    index paths written; a source whose store already exists is left alone (delete the folder to re-pack it)."""
+    from .build import build_dataset  # here, not at the top: build imports the loaders, which import this module
+    from .registry import get, names as registered
+
+    written = []
+    for name in names or registered("pretrain"):
+        spec, store = get(name), os.path.join(out_dir, name)
+        if os.path.isfile(os.path.join(store, INDEX)):
+            log(f"{name}: {store} already packed, left as is")
+            continue
+        wanted = [k for k in kinds if spec.video or k in ("image", "cross_image")]
+        try:
+            sets = {k: build_dataset(name, root=root, clip=k, stage=1, train=False, image_size=size,
+                                     **(dict(pairs=False) if spec.cross_anchor else {})) for k in wanted}
+        except DataError as e:
+            if names:
+                raise
+            log(f"{name}: not packed ({e})")
+            continue
+        written.append(pack_dataset(sets, store, size))
+        log(f"{name}: packed {', '.join(f'{len(d)} {k}' for k, d in sets.items())} samples into {store}")
+    return written
+
+
+def packed_stores(folder: str) -> List[str]:
+    """The packed stores (folders with an ``index.json``) directly under ``folder``, sorted."""
+    return sorted(os.path.join(folder, d) for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, INDEX)))
+
+
 def _read_index(store: str) -> dict:
     path = os.path.join(store, INDEX)
     if not os.path.isfile(path):
@@ -202,6 +235,7 @@ class PackedDataset(Dataset):
         with np.load(os.path.join(self.store, index["tables"][kind]["file"])) as t:
             self.frame_ids, self.sensor, self.object, self.label = t["frames"], t["sensor"], t["object"], t["label"]
         self._maps: Dict[int, np.memmap] = {}
+        self.sensor_ids, self.object_ids = self.sensor, self.object  # what the cross-sensor sampler reads
 
     def __getstate__(self):
         state = dict(self.__dict__)

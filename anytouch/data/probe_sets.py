@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .device_aug import load_touch_uint8
 from .io import DataError, open_text, read_image
 from .safe_pickle import NumpyOnlyUnpickler
 from .spec import DatasetSpec, ProbeTwin
@@ -85,7 +86,7 @@ class ProbeDataset(Dataset):
     so every frame gets the same flips and jitter.
     """
 
-    def __init__(self, items: List[Item], sensor: int, transform: Callable, source: str):
+    def __init__(self, items: List[Item], sensor: int, transform: TouchTransform, source: str):
         self.items, self.sensor, self.transform, self.source = items, int(sensor), transform, source
 
     def __len__(self) -> int:
@@ -93,15 +94,9 @@ class ProbeDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         paths, label = self.items[i]
-        frames = [read_image(p) for p in paths]
-        if len(frames) == 1:
-            touch = self.transform(frames[0])
-        else:
-            shapes = {tuple(f.shape) for f in frames}
-            if len(shapes) > 1:
-                raise DataError(f"frames of one sample differ in size {sorted(shapes)}: {', '.join(paths)}", paths[0])
-            touch = self.transform(torch.stack(frames))
-        return {"touch": touch, "sensor": self.sensor, "label": label, "source": self.source}
+        frames = load_touch_uint8(paths, self.transform.size, self.transform.antialias)
+        touch, params = self.transform.load(frames[0] if len(frames) == 1 else frames)
+        return {"touch": touch, "touch_aug": params, "sensor": self.sensor, "label": label, "source": self.source}
 
 
 def _check_split(split: str) -> None:

@@ -112,8 +112,8 @@ class SyntheticProbe(_Synthetic):
 
     def __getitem__(self, i: int) -> dict:
         raw, label = self.raw(i)
-        touch = self.transform(torch.from_numpy(raw))
-        return {"touch": touch, "sensor": self.sensor, "label": label, "source": self.name}
+        touch, params = self.transform.load(torch.from_numpy(raw))
+        return {"touch": touch, "touch_aug": params, "sensor": self.sensor, "label": label, "source": self.name}
 
 
 class SyntheticPretrain(_Synthetic):
@@ -172,13 +172,14 @@ class SyntheticPretrain(_Synthetic):
 
     def __getitem__(self, i: int) -> dict:
         raw, vision, text = self._content(i)
-        touch = self.touch_tf(torch.from_numpy(raw if self.num_frames > 1 else raw[0]))
-        sample = {"touch": touch, "sensor": int(self.sensor_ids[i]), "source": self.name}
+        touch, params = self.touch_tf.load(torch.from_numpy(raw if self.num_frames > 1 else raw[0]))
+        sample = {"touch": touch, "touch_aug": params, "sensor": int(self.sensor_ids[i]), "source": self.name}
         if self.multimodal:
             if vision is not None:
-                sample["vision"], sample["vision_flag"] = self.vision_tf(torch.from_numpy(vision)), 1
+                sample["vision"], sample["vision_flag"] = self.vision_tf.load(torch.from_numpy(vision)), 1
             else:
-                sample["vision"], sample["vision_flag"] = torch.zeros(3, self.vision_size, self.vision_size), 0
+                sample["vision"] = torch.zeros(3, self.vision_size, self.vision_size, dtype=torch.uint8)
+                sample["vision_flag"] = 0
             ids, mask = _caption_tokens(text) if text is not None else empty_text()
             sample.update(text_ids=ids, text_mask=mask, text_flag=int(text is not None))
         return sample

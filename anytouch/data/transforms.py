@@ -1,14 +1,16 @@
-"""Training / evaluation transforms of AnyTouch (spec 4.1), on uint8 tensors, with torchvision.transforms.v2.
+"""Training / evaluation transforms of AnyTouch (spec 4.1), split between the loader's workers and the device.
 
-A clip ``(T, 3, H, W)`` is transformed as one batch, so the random flips and the colour-jitter factors are drawn
-once per call and every frame of the clip gets the same augmentation (as the original's stacked-tensor pipeline).
-Frames are converted to float in [0, 1] *before* resizing, so the evaluation path equals
-:func:`anytouch.preprocess.preprocess_touch` / :func:`~anytouch.preprocess.preprocess_vision` exactly.
+Touch: :meth:`TouchTransform.load` is the worker side -- frames resized in uint8 (:func:`~anytouch.preprocess.
+resize_uint8`) plus the sample's augmentation parameters (:func:`~anytouch.data.device_aug.draw_touch_params`, drawn
+from torch's RNG in torchvision's order, so under the loaders' per-sample seed a sample gets the draws the former
+float pipeline gave it); :func:`~anytouch.data.device_aug.apply_touch_aug` applies them to the collated batch on the
+training device. ``TouchTransform(...)(frames)`` chains both for one sample. A clip ``(T, 3, H, W)`` shares one draw.
 
 touch-train: Resize (size, size) bilinear -> RandomHorizontalFlip 0.5 -> RandomVerticalFlip 0.5 ->
-ColorJitter(0.4, 0.4, 0.5, 0.3) -> ImageNet Normalize.  touch-test: Resize -> Normalize.
+ColorJitter(0.4, 0.4, 0.5, 0.3) -> ImageNet Normalize.  touch-test: Resize -> Normalize (= preprocess_touch).
 vision-train: RandomRotation(+-20 deg) -> RandomHorizontalFlip 0.5 -> shorter side to ``size`` (bicubic,
-antialiased) -> CenterCrop -> CLIP Normalize.  vision-test: the same without the first two.
+antialiased) -> CenterCrop on the worker, shipped as uint8 -> CLIP Normalize on the device.  vision-test: the same without the
+first two.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import Optional, Sequence
 import torch
 import torchvision.transforms.v2 as T
 
-from ..preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, preprocess_vision
+from ..preprocess import CLIP_MEAN, CLIP_STD, normalize, resize_uint8, vision_unit
+from .device_aug import DEFAULT_JITTER, apply_touch_aug, draw_touch_params, jitter_ranges
 
 __all__ = ["TouchTransform", "VisionTransform"]
 
@@ -31,7 +34,7 @@ def _check_frames(x: torch.Tensor, what: str) -> None:
 
 
 class TouchTransform:
-    """Touch frames ``(3,H,W)`` or a clip ``(T,3,H,W)`` (uint8) -> float, ImageNet-normalised, ``size`` x ``size``.
+    """Touch frames ``(3,H,W)`` or a clip ``(T,3,H,W)`` (uint8) -> ``size`` x ``size``, with the touch recipe.
 
     Args:
         size: output side (aspect ratio is not kept, like the original).
@@ -40,35 +43,28 @@ class TouchTransform:
         antialias: antialiased resize (the original used ``False`` for stage-1 and cross-sensor video clips).
     """
 
-    def __init__(
-        self,
-        size: int,
-        train: bool = True,
-        jitter: Optional[Sequence[float]] = (0.4, 0.4, 0.5, 0.3),
-        antialias: bool = True,
-    ):
-        self.size = int(size)
-        self.train = bool(train)
-        steps = [
-            T.ToDtype(torch.float32, scale=True),
-            T.Resize((self.size, self.size), interpolation=T.InterpolationMode.BILINEAR, antialias=antialias),
-        ]
-        if self.train:
-            steps += [T.RandomHorizontalFlip(0.5), T.RandomVerticalFlip(0.5)]
-            if jitter is not None:
-                if len(jitter) != 4:
-                    raise ValueError(f"jitter must be (brightness, contrast, saturation, hue), got {jitter!r}")
-                steps.append(T.ColorJitter(*jitter))
-        steps.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
-        self.pipeline = T.Compose(steps)
+    def __init__(self, size: int, train: bool = True, jitter: Optional[Sequence[float]] = DEFAULT_JITTER,
+                 antialias: bool = True):
+        self.size, self.train, self.antialias = int(size), bool(train), bool(antialias)
+        if jitter is not None:
+            jitter_ranges(jitter)  # validates
+        self.jitter = None if jitter is None else tuple(jitter)
+
+    def load(self, frames: torch.Tensor):
+        """The worker side: (uint8 frames resized to ``size``, the (AUG_DIM,) parameters drawn from torch's RNG)."""
+        _check_frames(frames, "TouchTransform")
+        if frames.is_floating_point():
+            frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+        return resize_uint8(frames, self.size, self.antialias), draw_touch_params(self.train, self.jitter)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """(3,H,W) -> (3,size,size); (T,3,H,W) -> (T,3,size,size), one set of random parameters per call."""
-        _check_frames(frames, "TouchTransform")
-        return self.pipeline(frames)
+        """(3,H,W) -> (3,size,size); (T,3,H,W) -> (T,3,size,size) float, normalised; one draw per call."""
+        x, params = self.load(frames)
+        return apply_touch_aug(x[None], params[None])[0]
 
     def __repr__(self) -> str:
-        return f"TouchTransform(size={self.size}, train={self.train}, pipeline={self.pipeline})"
+        return (f"TouchTransform(size={self.size}, train={self.train}, jitter={self.jitter}, "
+                f"antialias={self.antialias})")
 
 
 class VisionTransform:
@@ -82,14 +78,22 @@ class VisionTransform:
         self.train = bool(train)
         self.augment = T.Compose([T.RandomRotation(20), T.RandomHorizontalFlip(0.5)]) if self.train else None
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """(3,H,W) -> (3,size,size)."""
+    def load(self, image: torch.Tensor) -> torch.Tensor:
+        """The worker side: (3,H,W) uint8 -> augmented, resized, cropped (3,size,size) uint8 (normalised on the
+        device by :func:`~anytouch.data.device_aug.batch_to_device`)."""
         _check_frames(image, "VisionTransform")
         if image.ndim != 3:
             raise ValueError(f"VisionTransform expects one (3,H,W) image, got {tuple(image.shape)}")
+        if image.is_floating_point():
+            image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
         if self.augment is not None:
             image = self.augment(image)
-        return preprocess_vision(image, self.size)
+        # resized in float (the evaluation resize, preprocess_vision) and shipped as uint8: half a level off at most
+        return (vision_unit(image, self.size) * 255).round_().to(torch.uint8)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """(3,H,W) -> (3,size,size) float, CLIP-normalised."""
+        return normalize(self.load(image).float() / 255.0, CLIP_MEAN, CLIP_STD)
 
     def __repr__(self) -> str:
         return f"VisionTransform(size={self.size}, train={self.train}, mean={CLIP_MEAN}, std={CLIP_STD})"

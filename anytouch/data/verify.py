@@ -28,6 +28,7 @@ from ..progress import progress as tqdm  # quiet off a terminal
 
 from .build import build_dataset
 from .io import DataError, read_image
+from .packed import packed_stores, verify_packed
 from . import registry
 from .safe_pickle import load_pickle
 from .text import load_text_file
@@ -196,11 +197,16 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Li
     is not a folder."""
     ap = argparse.ArgumentParser(prog=prog or "python -m anytouch.data.verify",
                                  description="Per dataset: samples found, missing and unreadable files.")
-    ap.add_argument("--root", required=True, help="the data root (the original's tactile_datasets/)")
+    ap.add_argument("--root", help="the data root (the original's tactile_datasets/)")
+    ap.add_argument("--packed", help="instead: check the packed stores under this folder (sizes and sha256)")
     ap.add_argument("--names", help=f"comma-separated subset of: {','.join(registry.names())}")
     ap.add_argument("--sample", type=int, help="decode at most this many files per dataset")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --sample subset")
     a = ap.parse_args(argv)
+    if a.packed:
+        return _verify_packed(a.packed)
+    if not a.root:
+        ap.error("give --root (a data tree) or --packed (a folder of packed stores)")
     try:
         rows = verify(a.root, a.names.split(",") if a.names else None, a.sample, a.seed)
     except DataError as e:  # the root is not a folder
@@ -212,6 +218,26 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> Li
         raise SystemExit(1)
     if any(r["status"] == "problems" for r in rows):
         raise SystemExit(1)
+    return rows
+
+
+def _verify_packed(folder: str) -> List[Dict]:
+    """``--packed``: every store under ``folder`` checked; exit status 1 on the first bad one or when none is found."""
+    stores = packed_stores(folder) if os.path.isdir(folder) else []
+    if not stores:
+        print(f"no packed store (a folder with index.json) under {os.path.abspath(folder)}; write them with "
+              f"anytouch pack", file=sys.stderr)
+        raise SystemExit(1)
+    rows = []
+    for store in stores:
+        try:
+            index = verify_packed(store)
+        except DataError as e:
+            print(f"{store}: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
+        rows.append({"store": store, "frames": index["frames"], "tables": {k: t["samples"] for k, t in
+                                                                          index["tables"].items()}})
+        print(f"{store}: ok, {index['frames']} frames, " + ", ".join(f"{n} {k}" for k, n in rows[-1]["tables"].items()))
     return rows
 
 

@@ -9,7 +9,9 @@
 """
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+import math
+import os
+from typing import Iterator, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -17,7 +19,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .dist import DistEnv
 from .rng import derive_seed, generator, seeded
 
-__all__ = ["ShardSampler", "EpochSeeded", "build_loader"]
+__all__ = ["ShardSampler", "EpochSeeded", "build_loader", "cpus_per_process", "default_workers", "resolve_workers",
+           "default_prefetch"]
+
+_BATCHES_IN_FLIGHT = 8  # per loader: enough to hide a slow sample (a large JPEG, a cold page) behind the others
 
 
 class ShardSampler(Sampler[Tuple[int, int]]):
@@ -75,17 +80,47 @@ class EpochSeeded(Dataset):
             return self.dataset[index]
 
 
-def build_loader(dataset: Dataset, batch_size: int, seed: int, env: DistEnv, num_workers: int = 0,
-                 shuffle: bool = True) -> DataLoader:
+def cpus_per_process() -> int:
+    """The CPUs this process may use: its affinity set shared with the other processes of this node (torchrun's
+    ``LOCAL_WORLD_SIZE``)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def default_workers(loaders: int = 1) -> int:
+    """Workers per loader when ``data.num_workers`` is unset: this process's CPUs minus one (the training loop)
+    shared by its ``loaders`` (all persistent); 0 (load in the main process) with a single CPU."""
+    cpus = cpus_per_process()
+    return 0 if cpus <= 1 else max(1, (cpus - 1) // max(1, loaders))
+
+
+def resolve_workers(num_workers: Optional[int], loaders: int = 1) -> int:
+    """``data.num_workers`` as an int: the configured value, or :func:`default_workers` when it is None."""
+    return default_workers(loaders) if num_workers is None else int(num_workers)
+
+
+def default_prefetch(num_workers: int) -> Optional[int]:
+    """Batches each worker prefetches when ``data.prefetch_factor`` is unset: about 8 batches in flight per loader
+    (at least 2 per worker); None without workers (DataLoader's requirement)."""
+    return None if num_workers == 0 else max(2, math.ceil(_BATCHES_IN_FLIGHT / num_workers))
+
+
+def build_loader(dataset: Dataset, batch_size: int, seed: int, env: DistEnv, num_workers: Optional[int] = 0,
+                 shuffle: bool = True, prefetch_factor: Optional[int] = None, loaders: int = 1) -> DataLoader:
     """A DataLoader over this rank's shard with ``drop_last=True``; call ``loader.sampler.set_epoch`` each epoch.
 
-    ``seed`` should differ per dataset of a run (derive it from the run seed and the loader name).
+    ``seed`` should differ per dataset of a run (derive it from the run seed and the loader name). ``num_workers`` /
+    ``prefetch_factor`` None: :func:`default_workers` (``loaders`` = how many loaders share the CPUs) /
+    :func:`default_prefetch`. Batches are pinned on CUDA so that the step's ``non_blocking`` copies overlap.
     """
     sampler = ShardSampler(len(dataset), seed, env.rank, env.world_size, shuffle)
     if sampler.num_samples < batch_size:
         raise ValueError(f"a dataset of {len(dataset)} samples gives {sampler.num_samples} per rank on "
                          f"{env.world_size} ranks, fewer than one batch of {batch_size}")
+    workers = resolve_workers(num_workers, loaders)
+    prefetch = (prefetch_factor or default_prefetch(workers)) if workers > 0 else None
     return DataLoader(
         EpochSeeded(dataset, seed), batch_size=batch_size, sampler=sampler, drop_last=True,
-        num_workers=num_workers, pin_memory=env.device.type == "cuda", persistent_workers=num_workers > 0,
+        num_workers=workers, pin_memory=env.device.type == "cuda", persistent_workers=workers > 0,
+        prefetch_factor=prefetch,
     )

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import resource
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -28,19 +27,28 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 class WindowMeans:
-    """Running means of named values since the last :meth:`pop` (one mean per name over the times it was added)."""
+    """Running means of named values since the last :meth:`pop` (one mean per name over the times it was added).
+
+    Values may be floats or 0-d tensors on any device: tensors are summed where they live and read once, in
+    :meth:`pop`, so a training loop that adds every step synchronises with its device only when it logs. ``present``
+    (name -> a 0-d 0/1 value) counts a value only where it is 1 (a loss part absent from a batch)."""
 
     def __init__(self):
-        self.sums: Dict[str, float] = defaultdict(float)
-        self.counts: Dict[str, int] = defaultdict(int)
+        self.sums: Dict[str, Any] = {}
+        self.counts: Dict[str, Any] = {}
 
-    def add(self, **values: float) -> None:
+    def add(self, present: Optional[Dict[str, Any]] = None, **values) -> None:
         for k, v in values.items():
-            self.sums[k] += float(v)
-            self.counts[k] += 1
+            c = 1 if present is None or k not in present else present[k]
+            self.sums[k] = self.sums.get(k, 0.0) + (v * c if present is not None and k in present else v)
+            self.counts[k] = self.counts.get(k, 0) + c
 
     def pop(self) -> Dict[str, float]:
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        out = {}
+        for k in self.sums:
+            n = float(self.counts[k])
+            if n > 0:
+                out[k] = float(self.sums[k]) / n
         self.sums.clear()
         self.counts.clear()
         return out
@@ -124,8 +132,13 @@ class RunLogger:
         if self.bar is None:
             return
         if postfix:
-            self.bar.set_postfix(postfix, refresh=False)
+            self.postfix(**postfix)
         self.bar.update(1)
+
+    def postfix(self, **postfix: Any) -> None:
+        """Show ``postfix`` next to the bar from its next refresh on (e.g. the values of the last log record)."""
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
 
     def print(self, msg: str) -> None:
         if not self.enabled:

@@ -24,7 +24,12 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training stopped on a NaN/inf loss or gradient; the checkpoints already written are untouched."""
+    """Training stopped on a NaN/inf loss or gradient; the checkpoints already written are untouched. ``kind``:
+    ``"loss"`` or ``"gradient"``."""
+
+    def __init__(self, message: str, kind: str = "gradient"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def grad_norm(params) -> torch.Tensor:
@@ -86,7 +91,7 @@ class Stepper:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def step(self, lr: float) -> torch.Tensor:
+    def step(self, lr: float, losses_finite: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Set ``lr`` on every group, unscale, check, clip, step, update the scaler, zero the gradients.
 
         Returns the global grad norm before clipping, a 0-d tensor. A non-finite norm skips the step: with fp16 the
@@ -94,6 +99,9 @@ class Stepper:
         :class:`NonFiniteLossError` before any parameter or optimizer state changes, so a NaN gradient (which a
         finite loss can still have) never reaches the weights and from there a checkpoint.
         Gradients are set to None, so parameters unused in a window (the idle MAE head) get no AdamW update.
+        ``losses_finite`` (a 0-d bool tensor on the device, the window's losses checked there): read in the same
+        host synchronisation as the norm -- the step's only one -- and a False skips the step and raises
+        :class:`NonFiniteLossError` with ``kind == "loss"``.
         """
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -101,8 +109,14 @@ class Stepper:
         # without clipping only measure: clip_grad_norm_(max_norm=inf) would multiply a NaN norm into every gradient
         norm = (torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad) if self.clip_grad is not None
                 else grad_norm(self.params))
-        if not self.scaler.is_enabled() and not bool(torch.isfinite(norm)):  # one host sync per optimizer step
+        checks = [] if losses_finite is None else [losses_finite.reshape(())]
+        if not self.scaler.is_enabled():
+            checks.append(torch.isfinite(norm).to(checks[0].device) if checks else torch.isfinite(norm))
+        ok = torch.stack(checks).tolist() if checks else []  # the one host sync per optimizer step
+        if not all(ok):
             self.optimizer.zero_grad(set_to_none=True)  # (clipped NaN gradients are dropped here, never stepped)
+            if losses_finite is not None and not ok[0]:
+                raise NonFiniteLossError("non-finite loss; the optimizer step was not taken", kind="loss")
             raise NonFiniteLossError(f"non-finite gradient norm ({float(norm)}) with a finite loss; the optimizer step "
                                      f"was not taken")
         self.scaler.step(self.optimizer)

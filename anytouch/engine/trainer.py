@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.skip import SkipErrors, format_skipped, skipped_report
+from ..models.layers import Transformer
 from .checkpointing import (LAST, find_resume, load_training_checkpoint, previous_run, remove_stale_temps,
                             restore_rng, retention_note, save_training_checkpoint)
 from .dist import DistEnv, all_reduce_mean, broadcast_from_main, gather_to_main, init_distributed, shutdown, wrap_ddp
@@ -36,7 +36,7 @@ from .rng import generator, seed_all
 from .schedule import lr_at, universal_prob
 from .step import NonFiniteLossError, Stepper
 
-__all__ = ["NonFiniteLossError", "Trainer", "declared_parts", "launch"]
+__all__ = ["NonFiniteLossError", "Trainer", "compile_towers", "declared_parts", "launch"]
 
 
 class Trainer:
@@ -74,6 +74,8 @@ class Trainer:
         # idle parameter's grad None, so AdamW leaves it alone as in the original. (A 0-weighted dummy loss would give
         # it zero gradients instead, and AdamW would still move it through momentum and weight decay.) The batch type
         # is the same on every rank at a given step (engine.interleave), so ranks agree on what is idle.
+        if t.compile:
+            compile_towers(model)
         self.objective_name = type(objective).__name__
         self.parts = declared_parts(objective, {name: self.batch_kind(name) for name in stream.names})
         self.ddp = wrap_ddp(objective, self.env, find_unused_parameters=True)
@@ -165,6 +167,7 @@ class Trainer:
         """One epoch from step ``start``; returns False when ``train.max_steps`` ends the run."""
         t, o, env, spe = self.cfg.train, self.cfg.optim, self.env, self.steps_per_epoch
         meter, tic, samples, since_save, grad_norm = WindowMeans(), time.perf_counter(), 0, 0, float("nan")
+        window = []  # (i, name, parts) of this accumulation window's micro-batches, parts on the device
         self.log.progress(spe, start, f"epoch {epoch}")
         for i, name, batch in self.stream.epoch(epoch, start):
             step = epoch * spe + i  # global step of this stage
@@ -176,26 +179,36 @@ class Trainer:
             with self.stepper.accumulate(sync):
                 with self.stepper.autocast():
                     out, n = self.forward(name, batch, step, p)
-                parts = self.reduce_parts(out, name, epoch, i)
+                parts = self.reduce_parts(out, name)
                 self.stepper.backward(out["loss"] / win_size)
+            window.append((i, name, parts))
             if sync:
+                # the window's losses and the gradient norm are checked on the device and read in one host sync
+                finite = torch.stack([torch.isfinite(v[0]).all() for _, _, v in window]).all()
                 try:
-                    grad_norm = self.stepper.step(lr)
+                    grad_norm = self.stepper.step(lr, finite)
                 except NonFiniteLossError as e:
-                    raise NonFiniteLossError(f"{e}: epoch {epoch}, step {i} of {spe} (global step {step}), {name} "
-                                             f"batch, loss {parts['loss']:.6g}; {self.where_last_good()}") from None
+                    raise self.non_finite(e, epoch, window) from None
+                window = []
                 since_save += win_size
 
             samples += n * env.world_size
-            rate = samples / (time.perf_counter() - tic)  # all ranks, since the last record
-            meter.add(train_loss_full=parts["loss"], **self.scalar_names(name, parts))
-            self.log.update(loss=f"{parts['loss']:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:.1f}")
+            means, present = parts
+            names = self.parts[name]
+            values = dict(zip(names, means.unbind()))
+            logged = self.scalar_names(name, values)
+            flags = self.scalar_names(name, dict(zip(names, present.unbind())))
+            meter.add(present={"train_loss_full": present[0], **flags}, train_loss_full=means[0], **logged)
+            self.log.update()
             if (step + 1) % t.log_every == 0 or i + 1 == spe:  # the epoch's last steps are flushed too
                 # x = the logged step's own position, int((step/spe)·1000) as in the original (spec 6.5); the
                 # scalars are the means since the previous record, lr and sensor_p those of this step
-                self.log.log(step / spe, {**meter.pop(), "lr": lr, "sensor_p": p, "samples_per_s": rate,
+                rate = samples / (time.perf_counter() - tic)  # all ranks, since the last record
+                scalars = meter.pop()
+                self.log.log(step / spe, {**scalars, "lr": lr, "sensor_p": p, "samples_per_s": rate,
                              "grad_norm": float(grad_norm), "peak_mem_gb": peak_memory_gb(env.device)},
                              epoch=epoch, step=step + 1)
+                self.log.postfix(loss=f"{scalars['train_loss_full']:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:.1f}")
                 tic, samples = time.perf_counter(), 0
             if sync and i + 1 < spe:  # a mid-epoch window boundary (the epoch end is saved below)
                 stop = t.max_steps is not None and step + 1 >= t.max_steps
@@ -226,10 +239,11 @@ class Trainer:
         with open(self.out / "skipped.jsonl", "a", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in flat)
 
-    def reduce_parts(self, out: Dict[str, torch.Tensor], name: str, epoch: int, i: int) -> Dict[str, float]:
-        """Rank-averaged loss parts as floats; a part absent on some ranks is averaged over the ranks that have it.
-        The all-reduce makes a NaN on any rank visible to all, so every rank stops at the same step instead of the
-        healthy ones hanging in the next collective."""
+    def reduce_parts(self, out: Dict[str, torch.Tensor], name: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Rank-averaged loss parts, left on the device: (means, present), one entry per declared part of loader
+        ``name``; a part absent on some ranks is averaged over the ranks that have it (``present`` 0 where no rank
+        has it, its mean then 0). The all-reduce makes a NaN on any rank visible to all, so every rank stops at the
+        same step instead of the healthy ones hanging in the next collective."""
         names = self.parts[name]
         undeclared = [k for k, v in out.items() if k not in names and torch.is_tensor(v) and v.ndim == 0]
         if undeclared:
@@ -239,13 +253,28 @@ class Trainer:
         have = torch.tensor([k in out for k in names], dtype=torch.float32, device=self.env.device)
         vals = torch.stack([out[k].detach().float() if k in out else have.new_zeros(()) for k in names])
         sums = all_reduce_mean(torch.cat([vals, have]))
-        parts = {k: float(sums[j] / sums[len(names) + j]) for j, k in enumerate(names) if sums[len(names) + j] > 0}
-        if not all(math.isfinite(v) for v in parts.values()):
-            raise NonFiniteLossError(
-                f"non-finite loss at epoch {epoch}, step {i} of {self.steps_per_epoch} (global step "
-                f"{epoch * self.steps_per_epoch + i}), {name} batch: "
-                + ", ".join(f"{k}={v}" for k, v in parts.items()) + f"; {self.where_last_good()}")
-        return parts
+        present = sums[len(names):] > 0
+        means = torch.where(present, sums[:len(names)] / sums[len(names):].clamp_min(1e-30), torch.zeros_like(vals))
+        return means, present.float()
+
+    def non_finite(self, error: NonFiniteLossError, epoch: int, window) -> NonFiniteLossError:
+        """The error to raise for a window whose check failed, naming the step, the batch and its loss parts (read
+        from the device only now)."""
+        spe = self.steps_per_epoch
+        if error.kind == "loss":
+            i, name, parts = next(w for w in window if not bool(torch.isfinite(w[2][0]).all()))
+            values = self.part_values(name, parts)
+            return NonFiniteLossError(
+                f"non-finite loss at epoch {epoch}, step {i} of {spe} (global step {epoch * spe + i}), {name} batch: "
+                + ", ".join(f"{k}={v}" for k, v in values.items()) + f"; {self.where_last_good()}", kind="loss")
+        i, name, parts = window[-1]
+        return NonFiniteLossError(f"{error}: epoch {epoch}, step {i} of {spe} (global step {epoch * spe + i}), {name} "
+                                  f"batch, loss {self.part_values(name, parts)['loss']:.6g}; {self.where_last_good()}")
+
+    def part_values(self, name: str, parts: Tuple[torch.Tensor, torch.Tensor]) -> Dict[str, float]:
+        """(means, present) of :meth:`reduce_parts` -> {part: float} for the present parts (a host sync)."""
+        means, present = (t.tolist() for t in parts)
+        return {k: m for k, m, h in zip(self.parts[name], means, present) if h}
 
     def where_last_good(self) -> str:
         return f"the last good checkpoint is {self.last_saved}" if self.last_saved else "no checkpoint saved yet"
@@ -254,6 +283,16 @@ class Trainer:
         """Drop the DDP wrapper and the optimizer: they must be gone before the process group is destroyed."""
         self.log.close()
         self.ddp = self.stepper = self.optimizer = None
+
+
+def compile_towers(model: nn.Module) -> int:
+    """``train.compile=true``: compile every transformer stack of ``model`` in place (``nn.Module.compile``: the
+    parameters, their names and hence checkpoints stay as they are; the Python around them -- sensor tokens, masking
+    -- stays eager). Returns how many stacks were compiled."""
+    stacks = [m for m in model.modules() if isinstance(m, Transformer)]
+    for m in stacks:
+        m.compile()
+    return len(stacks)
 
 
 def declared_parts(objective: Any, kinds: Mapping[str, str]) -> Dict[str, Tuple[str, ...]]:

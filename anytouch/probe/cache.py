@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from ..checkpoint.io import read_safetensors, safetensors_metadata, save_safetensors
 from ..config import to_dict
+from ..data.device_aug import stack_touch
 from ..engine.rng import seeded
 
 __all__ = ["CACHE_VERSION", "default_cache_dir", "file_identity", "checkpoint_identity", "encoder_identity",
@@ -111,7 +112,7 @@ def dataset_identity(dataset: Dataset) -> Dict[str, Any]:
                         "list ('items') nor synthetic 'indices' and 'cfg'; run with probe.protocol=official")
     out["transform"] = repr(getattr(dataset, "transform", None))
     with seeded(0):
-        touch = dataset[0]["touch"]
+        touch = stack_touch([dataset[0]])[0]  # the model input: worker side and device side
     out["sample0_sha256"] = _sha(touch.contiguous().numpy().tobytes())
     return out
 

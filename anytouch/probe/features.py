@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.device_aug import touch_on_device
 from ..engine.data import EpochSeeded
 from ..engine.dist import DistEnv, gather_to_main
 from ..progress import progress
@@ -90,7 +91,7 @@ def extract_features(encoder, dataset: Dataset, task: Task, *, pooling: str, sen
     feats, labels = [], []
     autocast = torch.autocast(env.device.type, dtype=dtype, enabled=dtype != torch.float32)
     for batch in loader:
-        touch = batch["touch"].to(env.device, non_blocking=True)
+        touch = touch_on_device(batch["touch"], batch["touch_aug"], env.device)
         with autocast:
             feats.append(encode(encoder, touch, sensor, pooling, task.frames).cpu())
         labels.append(batch["label"])

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..data.device_aug import touch_on_device
 from ..engine.data import build_loader
 from ..engine.dist import DistEnv, all_reduce_mean, unwrap, wrap_ddp
 from ..engine.logging import RunLogger, WindowMeans
@@ -46,7 +47,8 @@ def evaluate(encoder, head, loader: DataLoader, task: Task, recipe: Recipe, env:
     sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # hits, loss sum, samples
     autocast = torch.autocast(env.device.type, dtype=dtype, enabled=dtype != torch.float32)
     for batch in loader:
-        touch, labels = batch["touch"].to(env.device, non_blocking=True), batch["label"].to(env.device)
+        touch = touch_on_device(batch["touch"], batch["touch_aug"], env.device)
+        labels = batch["label"].to(env.device, non_blocking=True)
         with autocast:
             logits = head(encode(encoder, touch, recipe.sensor, recipe.pooling, task.frames))
         sums[0] += correct(logits, labels, task).sum()
@@ -99,7 +101,8 @@ def fit_official(encoder, train_set: Dataset, evals: Dict[str, Dataset], task: T
         for s, batch in enumerate(loader):
             step = epoch * spe + s
             lr = lr_at(step, spe, recipe.lr, recipe.epochs, recipe.warmup_epochs, recipe.min_lr)
-            touch, labels = batch["touch"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+            touch = touch_on_device(batch["touch"], batch["touch_aug"], device)  # augmented on the device
+            labels = batch["label"].to(device, non_blocking=True)
             with torch.no_grad(), stepper.autocast():  # frozen encoder, recomputed on augmented images every step
                 feats = encode(encoder, touch, recipe.sensor, recipe.pooling, task.frames)
             with stepper.autocast():

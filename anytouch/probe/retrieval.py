@@ -25,7 +25,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
+from ..data.device_aug import touch_on_device
 from ..engine.benchmark import resolve_device
+from ..engine.data import resolve_workers
 from ..engine.step import resolve_precision
 from ..sensors import SENSOR_IDS
 from .runner import load_probe_encoder
@@ -59,7 +61,7 @@ def embed(encoder, dataset: Dataset, *, sensor: Optional[int] = None, pooling: s
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
         s = batch["sensor"].to(device) if sensor is None else sensor
         with autocast:
-            feats.append(encoder(batch["touch"].to(device), s, pooling).float().cpu())
+            feats.append(encoder(touch_on_device(batch["touch"], batch["touch_aug"], device), s, pooling).float().cpu())
     return (F.normalize(torch.cat(feats), dim=-1), np.asarray(dataset.sensor_ids, dtype=np.int64),
             np.asarray(dataset.object_ids, dtype=np.int64))
 
@@ -144,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     dataset = build_split(cfg.data, "tacquad", "train", encoder.image_size, clip="image", stage=1, train=False)
     feats, sensors, contacts = embed(encoder, dataset, sensor=cfg.sensor, pooling=cfg.pooling,
                                      batch_size=cfg.batch_size, dtype=resolve_precision(cfg.precision, device),
-                                     num_workers=cfg.data.num_workers)
+                                     num_workers=resolve_workers(cfg.data.num_workers))
     rows = cross_sensor_retrieval(feats, sensors, contacts, cfg.ks, cfg.level)
     out = Path(cfg.run.output_dir)
     save_config(cfg, out / "config.yaml")

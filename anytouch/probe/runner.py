@@ -24,6 +24,7 @@ import torch
 from ..checkpoint import load_encoder
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.skip import format_skipped, skipped_report
+from ..engine.data import resolve_workers
 from ..engine.dist import DistEnv, gather_to_main, init_distributed, shutdown
 from ..engine.logging import RunLogger
 from ..engine.optim import resolve_lr
@@ -176,7 +177,7 @@ class ProbeRunner:
             logger = self._logger(task, "official" + name)
             try:
                 out.append(fit_official(self.encoder, sets[train], {ev: sets[ev]}, task, recipe, env=self.env,
-                                        precision=p.precision, num_workers=self.cfg.data.num_workers,
+                                        precision=p.precision, num_workers=resolve_workers(self.cfg.data.num_workers),
                                         eval_batch_size=p.eval_batch_size, clip_grad=self.cfg.optim.clip_grad,
                                         logger=logger, log_every=p.log_every))
             finally:
@@ -197,7 +198,7 @@ class ProbeRunner:
                 "val_fraction": vf, "val_seed": p.val_seed}}
             feats[part], hit = cached_features(
                 self.encoder, ds, task, recipe, identity=identity, views=p.views if part.startswith("train") else 1,
-                env=self.env, dtype=self.dtype, batch_size=p.eval_batch_size, num_workers=d.num_workers,
+                env=self.env, dtype=self.dtype, batch_size=p.eval_batch_size, num_workers=resolve_workers(d.num_workers),
                 cache=self.cache, label=f"{task.name}-{part}", log=self.log, content=contents[part])
             if not hit and feats[part] is not None:
                 images += feats[part][0].shape[0] * feats[part][0].shape[1] * task.frames

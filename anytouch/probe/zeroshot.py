@@ -26,7 +26,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..checkpoint import load_model
 from ..config import load_config, parse_cli, save_config, to_dict
 from ..data.config import DataConfig
+from ..data.device_aug import touch_on_device
 from ..engine.benchmark import resolve_device
+from ..engine.data import resolve_workers
 from ..engine.step import resolve_precision
 from ..models import AnyTouchModel, get_arch
 from ..train.config import RunConfig
@@ -94,7 +96,7 @@ def zero_shot(model: AnyTouchModel, dataset: Dataset, names: Sequence[str], *, t
         if int(labels.max()) >= len(names):
             raise ValueError(f"label {int(labels.max())} has no class name ({len(names)} names given)")
         with autocast:
-            feats = model.encode_touch(batch["touch"].to(device), sensor, pooling)
+            feats = model.encode_touch(touch_on_device(batch["touch"], batch["touch_aug"], device), sensor, pooling)
         top = (F.normalize(feats.float(), dim=-1) @ classes.T).topk(k, dim=-1).indices  # (B, k)
         hit = top == labels[:, None]
         hits1 += int(hit[:, 0].sum())
@@ -152,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     dataset = build_split(cfg.data, cfg.dataset, cfg.split, model.arch.touch.image_size)
     result = zero_shot(model, dataset, names, template=cfg.template, sensor=cfg.sensor, pooling=cfg.pooling,
                        batch_size=cfg.batch_size, dtype=resolve_precision(cfg.precision, device),
-                       num_workers=cfg.data.num_workers)
+                       num_workers=resolve_workers(cfg.data.num_workers))
     out = Path(cfg.run.output_dir)
     save_config(cfg, out / "config.yaml")
     (out / "zeroshot.json").write_text(json.dumps({**result, "names": names, "config": to_dict(cfg)}, indent=1))

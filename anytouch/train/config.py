@@ -80,6 +80,7 @@ class TrainConfig:
     # (checkpoint-<k·keep_every - 1>.pth, i.e. after every keep_every finished epochs; 0 = none of either kind)
     keep_last: int = 2
     keep_every: int = 5
+    compile: bool = False  # torch.compile the transformer stacks of the towers (first steps slower: compiling)
 
     def __post_init__(self):
         # batch sizes are checked where every config section merges (anytouch.config); the ranges here

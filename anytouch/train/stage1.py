@@ -19,6 +19,7 @@ import torch
 from ..checkpoint import build, load_clip_weights, read_checkpoint
 from ..checkpoint.hf_clip import hf_to_stage1
 from ..data import build_pretrain_set
+from ..data.device_aug import touch_on_device
 from ..engine.data import build_loader
 from ..engine.dist import DistEnv
 from ..engine.interleave import Interleaved
@@ -87,17 +88,20 @@ class Stage1Trainer(Trainer):
         size, vsize = model.arch.touch.image_size, model.arch.vision.image_size
         stream = Interleaved({
             kind: build_loader(build_pretrain_set(cfg.data, 1, kind, size, vsize), t.batch_size[kind],
-                               derive_seed(seed, kind), env, cfg.data.num_workers)
+                               derive_seed(seed, kind), env, cfg.data.num_workers,
+                               prefetch_factor=cfg.data.prefetch_factor, loaders=len(LOADERS))
             for kind in LOADERS
         }, seed)
         self.setup(model, model, stream)
 
     def forward(self, name: str, batch: Dict[str, Any], step: int, p: float) -> Tuple[Dict[str, torch.Tensor], int]:
         dev = self.env.device
-        touch = batch["touch"].to(dev, non_blocking=True)  # (B,3,H,W) images or (B,4,3,H,W) clips
+        # uint8 (B,3,H,W) images or (B,4,3,H,W) clips, flipped / jittered / normalised after the copy, on the device
+        touch = touch_on_device(batch["touch"], batch["touch_aug"], dev)
         sensor = replace_with_universal([batch["sensor"]], p, self.generator("universal", step))[0]
         noise = torch.rand(len(touch), self.arch.touch.num_patches, generator=self.generator("mask", step))
-        out = self.ddp(touch, sensor.to(dev), mask_ratio=self.cfg.train.mask_ratio, noise=noise.to(dev))
+        # sensor ids stay on the host: the encoder checks their range there and copies them (no device sync)
+        out = self.ddp(touch, sensor, mask_ratio=self.cfg.train.mask_ratio, noise=noise.to(dev, non_blocking=True))
         return out, len(touch)
 
 

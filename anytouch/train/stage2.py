@@ -25,6 +25,7 @@ from ..checkpoint.hf_clip import hf_to_stage2
 from ..config import to_dict
 from ..data import build_pretrain_set
 from ..data.config import DataConfig
+from ..data.device_aug import batch_to_device
 from ..engine.data import build_loader
 from ..engine.dist import DistEnv
 from ..engine.interleave import Interleaved
@@ -141,19 +142,23 @@ def build_model(cfg: Stage2ModelConfig, log: Callable[[str], None] = print) -> A
 # -- one step's inputs --------------------------------------------------------------------------------------------
 def prepare_batch(batch: Mapping[str, torch.Tensor], p: float, universal: torch.Generator,
                   mask: Optional[torch.Generator], num_patches: int, device: torch.device) -> Dict[str, torch.Tensor]:
-    """Loader batch -> objective inputs on ``device``: sensor ids replaced by the universal id -1 with probability
+    """Loader batch (uint8 frames + augmentation parameters) -> objective inputs on ``device``: touch frames
+    augmented and camera images normalised there (:func:`~anytouch.data.device_aug.batch_to_device`), sensor ids replaced by the universal id -1 with probability
     ``p`` (one Bernoulli draw per sample from ``universal``, shared by anchor, positive and negative, spec 1.4), and
     for alignment batches the MAE noise (B, num_patches) drawn from ``mask``."""
     if "anchor" in batch:
         roles = ("anchor", "positive", "negative")
         ids = replace_with_universal([batch[f"{r}_sensor"] for r in roles], p, universal)
-        out = {r: batch[r] for r in roles}
+        out = {k: batch[k] for r in roles for k in (r, f"{r}_aug")}
         out.update({f"{r}_sensor": s for r, s in zip(roles, ids)})
     else:
-        out = {k: batch[k] for k in ("touch", "vision", "vision_flag", "text_ids", "text_mask", "text_flag")}
+        out = {k: batch[k] for k in ("touch", "touch_aug", "vision", "vision_flag", "text_ids", "text_mask",
+                                     "text_flag")}
         out["sensor"] = replace_with_universal([batch["sensor"]], p, universal)[0]
         out["noise"] = torch.rand(len(batch["touch"]), num_patches, generator=mask)
-    return {k: v.to(device, non_blocking=True) for k, v in out.items()}
+    inputs = batch_to_device({k: v for k, v in out.items() if not k.endswith("sensor")}, device)
+    # sensor ids stay on the host: the encoder checks their range there and copies them (no device sync)
+    return {**inputs, **{k: v for k, v in out.items() if k.endswith("sensor")}}
 
 
 class Stage2Trainer(Trainer):
@@ -181,7 +186,8 @@ class Stage2Trainer(Trainer):
         dataset = build_pretrain_set(self.cfg.data, 2, kind, size, vsize)
         try:
             return build_loader(dataset, self.cfg.train.batch_size[name], derive_seed(self.cfg.run.seed, name),
-                                self.env, self.cfg.data.num_workers)
+                                self.env, self.cfg.data.num_workers, prefetch_factor=self.cfg.data.prefetch_factor,
+                                loaders=len(LOADERS))
         except ValueError as e:  # too few samples for one batch: name the setting to change
             raise ValueError(f"{kind} loader: {e}; lower train.batch_size.{name} or add data") from None
 

@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..data.device_aug import stack_touch
 from ..data.synthetic_render import LOOKS, TAG_MATERIALS, random_scene, render_touch
 from ..preprocess import preprocess_touch
 from ..sensors import SENSOR_IDS, sensor_id
@@ -37,7 +38,7 @@ def collect_embeddings(encoder, dataset, batch_size: int = 64, max_samples: Opti
     feats, sensors, labels = [], [], []
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        touch = torch.stack([it["touch"] for it in items]).to(dev)
+        touch = stack_touch(items, dev)
         ids = [int(it["sensor"]) if override is None else override for it in items]
         feats.append(encoder(touch, ids, pooling=pooling).float().cpu())
         sensors += ids
