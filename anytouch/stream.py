@@ -10,8 +10,8 @@ frames, and the summary says how many frames were dropped. Steps start once the 
 Each step's panel shows the current frame, the frame minus a no-contact background (the mean of the first frames,
 or an image given), the contact score (cosine distance in embedding space between the current window and the
 background) and, with labelled reference frames, the nearest label. The background is also subtracted in the model
-input when the encoder is trained that way (AnyTouch 2) or when asked (``subtract_background=True``). :func:`run_stream` returns the per-step records
-and a :class:`StreamSummary` (frames per second, end-to-end latency from capture to finished panel, drops).
+input when the encoder is trained that way (AnyTouch 2) or when asked (``subtract_background=True``).
+:func:`run_stream` returns the per-step records and a :class:`StreamSummary` (frames per second, end-to-end latency from capture to finished panel, drops).
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ class LatestFrame:
     ``get()`` waits for a frame newer than the last one returned and gives ``(index, capture time, RGB uint8 frame,
     window)``, ``window`` being the last ``history`` captured frames up to it, oldest first (fewer at the start), or
     None once the source has ended and every frame was taken (a RuntimeError if reading it failed). A frame
-    replaced before anyone took it counts as dropped (it still is in the windows of later frames). A file is paced at ``fps`` (its own rate by default), as a camera would deliver it.
+    replaced before anyone took it counts as dropped (it still is in the windows of later frames). A file is paced
+    at ``fps`` (its own rate by default), as a camera would deliver it.
     """
 
     def __init__(self, cap: cv2.VideoCapture, is_file: bool, fps: Optional[float] = None, history: int = 1):

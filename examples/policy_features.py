@@ -11,7 +11,8 @@
 #
 # * Checkpoint: the first argument or `$ANYTOUCH_CKPT` (the released `log/checkpoint.pth`, ours, a hub folder or
 #   `hf-hub:org/name`); without one a random tiny encoder stands in, so the example runs anywhere.
-# * Frames here are random stand-ins: replace them with your sensor's ring buffer, shaped (batch, T, H, W, 3), T >= `touch.span`.
+# * Frames here are random stand-ins: replace them with your sensor's ring buffer, shaped (batch, T, H, W, 3),
+#   T >= `touch.span`.
 #   `examples/policy_lerobot.py` trains on a recorded dataset and shows the LeRobot observation step.
 
 # %%

@@ -2,8 +2,9 @@
 
 A folder holds ``config.json`` (``library_name: "anytouch"``, the hub-layout version, the model family
 (``"anytouch"`` or ``"anytouch2"``), what the weights are, our architecture (ArchConfig / AnyTouch2Config), the
-sensors and the input contract (statistics, frames, frame stride, background subtraction), provenance: source checkpoint, its sha256, library versions; and
-the probe numbers it was evaluated with, when given), ``model.safetensors`` (the weights alone, our key layout) and a
+sensors and the input contract (statistics, frames, frame stride, background subtraction), provenance: source
+checkpoint, its sha256, library versions; and the probe numbers it was evaluated with, when given),
+``model.safetensors`` (the weights alone, our key layout) and a
 ``README.md`` model card generated from the config (:func:`anytouch.checkpoint.card.model_card`).
 
 ``config.json`` is written last, so a folder whose writing was interrupted is not taken for a hub folder.
@@ -36,7 +37,8 @@ from .io import _atomic_write, save_safetensors
 
 __all__ = [
     "HUB_PREFIX", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "HUB_VERSION", "FAMILIES", "is_hub_id", "resolve",
-    "hub_config", "input_contract", "save_pretrained", "from_pretrained", "sha256_file", "detect_file", "read_file", "build",
+    "hub_config", "input_contract", "save_pretrained", "from_pretrained", "sha256_file", "detect_file", "read_file",
+    "build",
 ]
 
 HUB_PREFIX = "hf-hub:"

@@ -6,8 +6,8 @@ the feature description changes, and steps registered with ``ProcessorStepRegist
 by name. :class:`TactileFeatureStep` is such a step: it reads tactile frame histories from one observation key
 (uint8 or float in [0, 1], (B, T, H, W, 3) / (B, T, 3, H, W), or single frames), embeds them with a frozen
 :class:`anytouch.policy.TactileEncoder` (the encoder's own window, statistics and, from ``background_key``, the
-no-contact background frame of each sample, which AnyTouch 2 is trained with), and writes the (B, D) features to an output key, by default
-``observation.environment_state`` (concatenated after what is already there), the vector input LeRobot's ACT and
+no-contact background frame of each sample, which AnyTouch 2 is trained with), and writes the (B, D) features to
+an output key, by default ``observation.environment_state`` (concatenated after what is already there), the vector input LeRobot's ACT and
 Diffusion policies read. The frame (and background) keys are dropped unless ``keep_frames=True``.
 
 The LeRobot class (registered as ``"anytouch_tactile_features"``) is made when lerobot is importable: import this
