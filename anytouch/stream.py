@@ -11,7 +11,8 @@ Each step's panel shows the current frame, the frame minus a no-contact backgrou
 or an image given), the contact score (cosine distance in embedding space between the current window and the
 background) and, with labelled reference frames, the nearest label. The background is also subtracted in the model
 input when the encoder is trained that way (AnyTouch 2) or when asked (``subtract_background=True``).
-:func:`run_stream` returns the per-step records and a :class:`StreamSummary` (frames per second, end-to-end latency from capture to finished panel, drops).
+:func:`run_stream` returns the per-step records and a :class:`StreamSummary` (frames per second, end-to-end latency
+from capture to finished panel, drops).
 """
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ def add_parser(sub) -> None:
     """Add ``stream`` to the ``anytouch`` subparsers ``sub``."""
     p = sub.add_parser("stream", help="live sensor / video -> contact, background difference, nearest reference",
                        description="Read a UVC tactile sensor (DIGIT, GelSight Mini: --source 0 or /dev/video2) or a "
-                                   "video file, embed the encoder's own window of the newest frames each step (AnyTouch "
-                                   "1: 3 consecutive frames; AnyTouch 2: its 4 or 2 frames at its frame stride, with "
-                                   "the no-contact background subtracted), and show or write a panel: "
+                                   "video file, embed the encoder's own window of the newest frames each step "
+                                   "(AnyTouch 1: 3 consecutive frames; AnyTouch 2: its 4 or 2 frames at its frame "
+                                   "stride, with the no-contact background subtracted), and show or write a panel: "
                                    "the frame, the frame minus a no-contact background, the contact score (cosine "
                                    "distance to the background's embedding) and the nearest labelled reference. "
                                    "A slow model drops frames instead of lagging; the summary counts them.")

@@ -7,8 +7,9 @@ by name. :class:`TactileFeatureStep` is such a step: it reads tactile frame hist
 (uint8 or float in [0, 1], (B, T, H, W, 3) / (B, T, 3, H, W), or single frames), embeds them with a frozen
 :class:`anytouch.policy.TactileEncoder` (the encoder's own window, statistics and, from ``background_key``, the
 no-contact background frame of each sample, which AnyTouch 2 is trained with), and writes the (B, D) features to
-an output key, by default ``observation.environment_state`` (concatenated after what is already there), the vector input LeRobot's ACT and
-Diffusion policies read. The frame (and background) keys are dropped unless ``keep_frames=True``.
+an output key, by default ``observation.environment_state`` (concatenated after what is already there), the vector
+input LeRobot's ACT and Diffusion policies read. The frame (and background) keys are dropped unless
+``keep_frames=True``.
 
 The LeRobot class (registered as ``"anytouch_tactile_features"``) is made when lerobot is importable: import this
 module before ``DataProcessorPipeline.from_pretrained`` loads a pipeline that names the step. Without lerobot,
