@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from anytouch2_fixtures import clip_config, released_file, tiny_encoder
 from checkpoint_fixtures import TINY, make_state_dict, save_original, stage1_layout, stage2_layout
 
 import anytouch
@@ -11,6 +12,8 @@ from anytouch.checkpoint import hub, read_checkpoint
 from anytouch.checkpoint.card import model_card
 from anytouch.cli.main import main
 from anytouch.models import AnyTouchModel, TouchEncoder
+from anytouch.models.anytouch2 import AnyTouch2Encoder
+from anytouch.preprocess import BACKGROUND_OFFSET, CLIP_MEAN, CLIP_STD
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 
@@ -179,11 +182,6 @@ def _at2_features(encoder):
 
 @pytest.mark.parametrize("frames", [4, 2])
 def test_anytouch2_file_to_hub_by_path_id_and_save_pretrained(frames, tmp_path, monkeypatch, capsys):
-    from anytouch2_fixtures import clip_config, released_file, tiny_encoder
-
-    from anytouch.models.anytouch2 import AnyTouch2Encoder
-    from anytouch.preprocess import BACKGROUND_OFFSET, CLIP_MEAN, CLIP_STD
-
     src = released_file(tiny_encoder(frames, seed=3), tmp_path / f"checkpoint-{frames}frames.pth")
     clip = clip_config(tmp_path / "config.json")  # the released files need their CLIP config for a 32-pixel model
     source = anytouch.load_encoder(src, config=clip)
@@ -220,8 +218,6 @@ def test_anytouch2_file_to_hub_by_path_id_and_save_pretrained(frames, tmp_path, 
 
 
 def test_anytouch2_hub_folder_refuses_a_contradicting_config_and_a_bad_family(tmp_path):
-    from anytouch2_fixtures import clip_config, tiny_encoder
-
     folder = anytouch.save_pretrained(tiny_encoder(4), tmp_path / "h")
     same = anytouch.load_encoder(folder, config=clip_config(tmp_path / "ok.json"))
     assert torch.equal(same.pos_embed, tiny_encoder(4).pos_embed)

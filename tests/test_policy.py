@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from anytouch2_fixtures import tiny_encoder
 
 import anytouch
 from anytouch.integrations import lerobot as adapter
 from anytouch.models import TouchEncoder
 from anytouch.policy import TactileEncoder
-from anytouch2_fixtures import tiny_encoder
 
 TINY = anytouch.get_arch("tiny")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy_lerobot.py"

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from anytouch2_fixtures import tiny_encoder
 
 import anytouch
 from anytouch.checkpoint import save_checkpoint
+from anytouch.checkpoint.anytouch2 import export_safetensors
 from anytouch.cli.main import main
 from anytouch.models import AnyTouchModel, TouchEncoder
 from anytouch.policy import TactileEncoder
@@ -167,9 +169,6 @@ def _decoded(path):
 
 
 def test_stream_with_an_anytouch2_checkpoint_waits_for_its_window(tmp_path, capsys):
-    from anytouch.checkpoint.anytouch2 import export_safetensors
-    from anytouch2_fixtures import tiny_encoder
-
     enc = tiny_encoder(4)  # 4 frames, 2 apart: a window spans 7 captured frames
     ckpt = export_safetensors(enc, tmp_path / "at2.safetensors")
     contacts = [0.0] * 8 + [1.0] * 8
