@@ -51,7 +51,7 @@ def open_source(source: Union[str, int]) -> Tuple[cv2.VideoCapture, bool]:
 
 
 class LatestFrame:
-    """A capture thread that keeps only the newest frame.
+    """A capture thread that hands out only the newest frame, with the ``history`` frames captured up to it.
 
     ``get()`` waits for a frame newer than the last one returned and gives ``(index, capture time, RGB uint8 frame,
     window)``, ``window`` being the last ``history`` captured frames up to it, oldest first (fewer at the start), or
