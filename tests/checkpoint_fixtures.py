@@ -184,6 +184,7 @@ def write_every_format(root: Path) -> dict:
     enc = tiny_encoder(4)
     out["anytouch2"] = released_file(enc, root / "at2.pth")
     out["anytouch2_st"] = a2.export_safetensors(enc, root / "at2.safetensors")
+    out["hub_folder_anytouch2"] = hub.save_pretrained(enc, root / "hub_folder_at2", source=out["anytouch2"])
     return out
 
 

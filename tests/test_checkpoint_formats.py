@@ -15,7 +15,7 @@ EXPECTED = {
     "ours_pt": ("ours", "stage2"), "ours_st": ("ours", "stage2"), "original_stage1": ("original_stage1", "stage1"),
     "original_stage2": ("original_stage2", "stage2"), "hf_folder": ("hf_clip", "clip"), "hf_bin": ("hf_clip", "clip"),
     "open_clip": ("open_clip", "clip"), "anytouch2": ("anytouch2", "encoder"), "anytouch2_st": ("anytouch2", "encoder"),
-    "hub_folder": ("hub", "stage2"),
+    "hub_folder": ("hub", "stage2"), "hub_folder_anytouch2": ("hub", "encoder"),
 }
 
 

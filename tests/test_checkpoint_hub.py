@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from anytouch2_fixtures import clip_config, released_file, tiny_encoder
 from checkpoint_fixtures import TINY, make_state_dict, save_original, stage1_layout, stage2_layout
 
 import anytouch
@@ -11,6 +12,8 @@ from anytouch.checkpoint import hub, read_checkpoint
 from anytouch.checkpoint.card import model_card
 from anytouch.cli.main import main
 from anytouch.models import AnyTouchModel, TouchEncoder
+from anytouch.models.anytouch2 import AnyTouch2Encoder
+from anytouch.preprocess import BACKGROUND_OFFSET, CLIP_MEAN, CLIP_STD
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 
@@ -166,3 +169,61 @@ def test_convert_keeps_the_adapted_slots(tmp_path):
     assert main(["convert", str(src), str(tmp_path / "hub"), "--to", "hub"]) == 0
     assert recorded_slots(tmp_path / "hub") == [5, 6]
     assert "| (slot 5) | 5 |" in (tmp_path / "hub" / "README.md").read_text()
+
+
+# -- AnyTouch 2 encoders as hub folders ----------------------------------------------------------------------------
+def _at2_features(encoder):
+    g = torch.Generator().manual_seed(0)
+    t, s = encoder.num_frames, encoder.image_size
+    clip, img = torch.randn(2, t, 3, s, s, generator=g), torch.randn(2, 3, s, s, generator=g)
+    with torch.no_grad():
+        return [encoder(clip, sensor) for sensor in (0, "dm", -1)] + [encoder(img, 1, "none"), encoder(clip, 5, "last")]
+
+
+@pytest.mark.parametrize("frames", [4, 2])
+def test_anytouch2_file_to_hub_by_path_id_and_save_pretrained(frames, tmp_path, monkeypatch, capsys):
+    src = released_file(tiny_encoder(frames, seed=3), tmp_path / f"checkpoint-{frames}frames.pth")
+    clip = clip_config(tmp_path / "config.json")  # the released files need their CLIP config for a 32-pixel model
+    source = anytouch.load_encoder(src, config=clip)
+    out = tmp_path / "at2-hub"
+    assert main(["convert", str(src), str(out), "--to", "hub", "--config", str(clip)]) == 0
+    assert "hub folder" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["family"] == "anytouch2" and cfg["kind"] == "encoder" and cfg["arch"] == source.config.to_dict()
+    assert cfg["provenance"]["source_format"] == "anytouch2"
+    assert cfg["input"] == {"image_size": 32, "frames": frames, "frame_stride": source.frame_stride, "tube_size": 2,
+                            "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "channels": "RGB",
+                            "background": {"subtract": True, "offset": BACKGROUND_OFFSET, "before_resize": True}}
+    assert cfg["sensors"]["dm"] == 5 and cfg["sensors"]["universal"] == -1
+    card = (out / "README.md").read_text()
+    assert card == model_card(cfg)
+    assert f"# AnyTouch 2 anytouch2-{frames}f (encoder)" in card and "ICLR 2026" in card and "(130/255)" in card
+    assert f"clips of exactly {frames} frames taken {source.frame_stride} apart" in card
+    assert "CLIP statistics" in card and "| `dm` | 5 |" in card and "background=bg" in card
+
+    for again in (anytouch.load_encoder(out), anytouch.load_model(out), hub.from_pretrained(out)):
+        assert isinstance(again, AnyTouch2Encoder) and not again.training
+        assert all(torch.equal(a, b) for a, b in zip(_at2_features(source), _at2_features(again)))
+    cache = tmp_path / "hf-cache"
+    cache_repo(cache, "lab/anytouch2-tiny", out)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    by_id = anytouch.load_encoder("hf-hub:lab/anytouch2-tiny")
+    assert all(torch.equal(a, b) for a, b in zip(_at2_features(source), _at2_features(by_id)))
+
+    # from Python, with a probe-free card; the folder loads back to the same numbers
+    folder = anytouch.save_pretrained(source, tmp_path / "py")
+    assert json.loads((folder / "config.json").read_text())["input"] == cfg["input"]
+    assert all(torch.equal(a, b) for a, b in zip(_at2_features(source), _at2_features(anytouch.load_encoder(folder))))
+
+
+def test_anytouch2_hub_folder_refuses_a_contradicting_config_and_a_bad_family(tmp_path):
+    folder = anytouch.save_pretrained(tiny_encoder(4), tmp_path / "h")
+    same = anytouch.load_encoder(folder, config=clip_config(tmp_path / "ok.json"))
+    assert torch.equal(same.pos_embed, tiny_encoder(4).pos_embed)
+    with pytest.raises(ValueError, match="carries its own architecture.*differs in: touch"):
+        anytouch.load_encoder(folder, config=clip_config(tmp_path / "bad.json", hidden_act="quick_gelu"))
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "kind": "stage2"}))
+    with pytest.raises(ValueError, match="family 'anytouch2' with kind 'stage2'"):
+        anytouch.load_encoder(folder)

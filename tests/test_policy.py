@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from anytouch2_fixtures import tiny_encoder
 
 import anytouch
 from anytouch.integrations import lerobot as adapter
@@ -37,9 +38,8 @@ def test_raw_histories_give_the_encoders_feature_of_the_newest_window(encoder):
     assert torch.equal(touch(frames), ref)
     assert torch.equal(touch(frames.permute(0, 1, 4, 2, 3)), ref)  # channels first
     assert not torch.equal(touch(frames, sensor="universal"), ref)
-    short = frames[:, -2:]  # fewer frames than the window: the oldest is repeated in front
-    padded = torch.cat([short[:, :1], short], 1)
-    assert torch.equal(touch(short), touch(padded))
+    with pytest.raises(ValueError, match=r"history of 2 frame\(s\) is too short: .* needs at least 3"):
+        touch(frames[:, -2:])  # fewer frames than the window
     img = frames[:, -1]
     assert torch.equal(touch(img), encoder(anytouch.preprocess_touch_batch(img, size=56), "digit"))
     with pytest.raises(ValueError, match=r"frames must be .*got shape \(30, 40, 3\)"):
@@ -206,3 +206,70 @@ def test_with_the_real_lerobot(encoder):
     pipeline = DataProcessorPipeline([step], to_transition=lambda b: {"observation": b}, to_output=lambda t: t)
     out = pipeline({"observation.images.tactile": _frames()})
     assert out["observation"]["observation.environment_state"].shape == (2, 32)
+
+
+# -- AnyTouch 2: the encoder's own window, statistics, background and sensor table --------------------------------
+@pytest.mark.parametrize("frames_n", [4, 2])
+def test_anytouch2_feature_is_the_encoder_on_its_own_window_and_background(frames_n):
+    enc = tiny_encoder(frames_n)
+    stride, span = enc.frame_stride, (frames_n - 1) * enc.frame_stride + 1
+    hist = _frames(b=2, t=span + 3, h=24, w=20, seed=1)
+    bg = _frames(b=2, t=1, h=24, w=20, seed=2)[:, 0]  # one no-contact frame per sample
+    window = hist[:, -span::stride]
+    assert window.shape[1] == frames_n
+    ref = enc(enc.preprocess(window, background=bg), "dm")
+    touch = TactileEncoder(enc, sensor="dm", background=bg)
+    assert touch.span == span
+    assert torch.equal(touch(hist), ref)
+    assert torch.equal(TactileEncoder(enc, sensor="dm")(hist, background=bg), ref)  # per call
+    assert not torch.equal(TactileEncoder(enc, sensor="dm")(hist), ref)  # no background: another input
+    assert not torch.equal(touch(hist[:, :-1]), ref)  # the newest frame counts
+    with pytest.raises(ValueError, match=f"history of {span - 1} frame.*needs at least {span} .*{frames_n} frames, "
+                                         f"{stride} apart"):
+        touch(hist[:, :span - 1])
+    last = TactileEncoder(enc, sensor=5, background=bg, pooling="last")
+    assert last.dim == enc.width and torch.equal(last(hist), enc(enc.preprocess(window, background=bg), 5, "last"))
+
+
+def test_sensor_names_and_poolings_follow_the_family(encoder):
+    with pytest.raises(ValueError, match="sensor 'dm' is not a sensor of the anytouch family"):
+        TactileEncoder(encoder, sensor="dm")
+    with pytest.raises(ValueError, match="sensor 'dm' is not a sensor of the anytouch family"):
+        TactileEncoder(encoder)(_frames(), sensor=["digit", "dm"])
+    enc2 = tiny_encoder(4)
+    with pytest.raises(ValueError, match="pooling='global' for a anytouch2 encoder; expected one of cls, last"):
+        TactileEncoder(enc2, pooling="global")
+    with pytest.raises(ValueError, match="pooling='last' for a anytouch encoder"):
+        TactileEncoder(encoder, pooling="last")
+    # universal = the last slot of each family's table
+    hist = _frames(b=1, t=7, h=16, w=16)
+    assert torch.equal(TactileEncoder(enc2, sensor="universal")(hist), TactileEncoder(enc2, sensor=19)(hist))
+
+
+def test_anytouch2_lora_and_last_blocks_tune():
+    enc = tiny_encoder(4)
+    hist = _frames(b=2, t=7, h=16, w=16)
+    before = TactileEncoder(enc)(hist)
+    lora = TactileEncoder(tiny_encoder(4), tune="lora", lora_rank=2)
+    names = {n for n, p in lora.named_parameters() if p.requires_grad}
+    assert len(names) == 2 * 4 * enc.config.touch.layers and all("lora_" in n for n in names)
+    assert torch.allclose(lora(hist), before, atol=1e-6)
+    lora(hist).pow(2).sum().backward()  # B = 0 at the start: the gradient reaches every B
+    assert all(p.grad.abs().sum() > 0 for n, p in lora.named_parameters() if "lora_B" in n)
+    last = TactileEncoder(tiny_encoder(4), tune="last", blocks=1)
+    names = {n for n, p in last.encoder.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("blocks.1.", "norm_post.", "proj.")) for n in names)
+    last(hist).sum().backward()
+    assert all(p.grad is not None for p in last.trainable_parameters())
+
+
+def test_observation_step_with_anytouch2_and_a_background_key():
+    enc = tiny_encoder(2)
+    hist, bg = _frames(b=2, t=8, h=20, w=20), _frames(b=2, t=1, h=20, w=20, seed=3)[:, 0]
+    step = adapter.TactileFeatureStep(encoder=TactileEncoder(enc, sensor="dm"), input_key="obs.tactile",
+                                      background_key="obs.tactile_bg")
+    out = step.observation({"obs.tactile": hist, "obs.tactile_bg": bg})
+    assert set(out) == {"observation.environment_state"}
+    assert torch.equal(out["observation.environment_state"], enc(enc.preprocess(hist[:, -7::6], background=bg), "dm"))
+    with pytest.raises(KeyError, match="no 'obs.tactile_bg'.*set background_key="):
+        step.observation({"obs.tactile": hist})

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from anytouch2_fixtures import tiny_encoder
 
 import anytouch
 from anytouch.checkpoint import save_checkpoint
+from anytouch.checkpoint.anytouch2 import export_safetensors
 from anytouch.cli.main import main
 from anytouch.models import AnyTouchModel, TouchEncoder
 from anytouch.policy import TactileEncoder
@@ -156,3 +158,57 @@ def test_bad_sources_and_references(tmp_path, ckpt, capsys):
     assert main(["stream", "--source", str(clip), "-c", str(ckpt), "--device", "cpu", "--references",
                  str(tmp_path / "refs"), "--background-frames", "1"]) == 2
     assert "label folder 'empty' holds no" in capsys.readouterr().err
+
+
+# -- AnyTouch 2: the encoder's own window (num_frames at frame_stride) and the background in the model input -------
+def _decoded(path):
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while (got := cap.read())[0]:
+        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    return frames
+
+
+def test_stream_with_an_anytouch2_checkpoint_waits_for_its_window(tmp_path, capsys):
+    enc = tiny_encoder(4)  # 4 frames, 2 apart: a window spans 7 captured frames
+    ckpt = export_safetensors(enc, tmp_path / "at2.safetensors")
+    contacts = [0.0] * 8 + [1.0] * 8
+    clip = write_clip(tmp_path / "digit.avi", contacts)
+    Image.fromarray(gel_frame(0.0, seed=123)).save(tmp_path / "bg.png")
+    out = tmp_path / "out"
+    assert main(["stream", "--source", str(clip), "--sensor", "dm", "-c", str(ckpt), "--device", "cpu",
+                 "--background", str(tmp_path / "bg.png"), "--out-dir", str(out), "--source-fps", "100"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    m = re.search(r"^(\d+) steps .* dropped (\d+) of (\d+) captured frames; (\d+) frame\(s\) filled the window first$",
+                  line)
+    assert m, line
+    steps, dropped, captured, warmup = map(int, m.groups())
+    assert captured == len(contacts) and steps + dropped + warmup == captured and steps > 0
+    records = [json.loads(x) for x in (out / "steps.jsonl").read_text().splitlines()]
+    assert records[0]["frame"] >= 6 and warmup >= 1  # nothing embedded before frame 6 (the 7th) was captured
+    assert json.loads((out / "summary.json").read_text())["warmup"] == warmup
+
+    # each step embeds the last 7 captured frames (the policy module takes every 2nd: tests/test_policy.py), with
+    # the background subtracted in the model input for AnyTouch 2 and, by default, not for AnyTouch 1
+    frames = torch.from_numpy(np.stack(_decoded(clip)))
+    bg = torch.from_numpy(np.array(Image.open(tmp_path / "bg.png")))
+    for subtract in (None, False):
+        touch = _Spy(enc, sensor="dm")
+        records, summary = run_stream(touch, str(clip), background=tmp_path / "bg.png", source_fps=40,
+                                      subtract_background=subtract)
+        assert len(touch.calls) == 1 + len(records) and records[0]["frame"] >= 6 and summary.warmup >= 1
+        assert torch.equal(touch.calls[0][0], bg[None])  # the background's own embedding
+        for r, (x, b) in zip(records, touch.calls[1:]):
+            assert torch.equal(x[0], frames[r["frame"] - 6:r["frame"] + 1])
+            assert torch.equal(b, bg) if subtract is None else b is None
+
+
+class _Spy(TactileEncoder):
+    """Records what the stream feeds the policy module."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def forward(self, frames, sensor=None, background=None):
+        self.calls.append((frames.cpu(), None if background is None else background.cpu()))
+        return super().forward(frames, sensor, background)

@@ -1,8 +1,10 @@
 """Hub-layout folders: the Hugging Face model-repository layout for AnyTouch weights, and ``hf-hub:org/name`` ids.
 
-A folder holds ``config.json`` (``library_name: "anytouch"``, the hub-layout version, what the weights are, our
-architecture, the sensors and the input contract, provenance: source checkpoint, its sha256, library versions; and
-the probe numbers it was evaluated with, when given), ``model.safetensors`` (the weights alone, our key layout) and a
+A folder holds ``config.json`` (``library_name: "anytouch"``, the hub-layout version, the model family
+(``"anytouch"`` or ``"anytouch2"``), what the weights are, our architecture (ArchConfig / AnyTouch2Config), the
+sensors and the input contract (statistics, frames, frame stride, background subtraction), provenance: source
+checkpoint, its sha256, library versions; and the probe numbers it was evaluated with, when given),
+``model.safetensors`` (the weights alone, our key layout) and a
 ``README.md`` model card generated from the config (:func:`anytouch.checkpoint.card.model_card`).
 
 ``config.json`` is written last, so a folder whose writing was interrupted is not taken for a hub folder.
@@ -22,25 +24,28 @@ import torch.nn as nn
 
 from .. import __version__
 from ..models import AnyTouchModel, TouchEncoder, TouchMAE
-from ..models.config import arch_from_dict
-from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ..models.anytouch2 import AnyTouch2Encoder
+from ..models.config import AnyTouch2Config, arch_from_dict
+from ..preprocess import BACKGROUND_OFFSET, CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from ..provenance import provenance
-from ..sensors import SENSOR_IDS
-from . import ours
+from ..sensors import FAMILY_SENSORS, SENSOR_IDS
+from . import anytouch2, ours
 from .card import model_card
-from .common import ConfigLike, ConversionReport, load_assign, on_meta
+from .common import CheckpointMismatchError, ConfigLike, ConversionReport, load_assign, on_meta
 from .files import CheckpointFile, LoadedCheckpoint
 from .io import _atomic_write, save_safetensors
 
 __all__ = [
-    "HUB_PREFIX", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "HUB_VERSION", "is_hub_id", "resolve",
-    "hub_config", "save_pretrained", "from_pretrained", "sha256_file", "detect_file", "read_file", "build",
+    "HUB_PREFIX", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "HUB_VERSION", "FAMILIES", "is_hub_id", "resolve",
+    "hub_config", "input_contract", "save_pretrained", "from_pretrained", "sha256_file", "detect_file", "read_file",
+    "build",
 ]
 
 HUB_PREFIX = "hf-hub:"
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "README.md"
 HUB_VERSION = 1
 KINDS = ("stage1", "stage2", "encoder")
+FAMILIES = ("anytouch", "anytouch2")  # folders written before AnyTouch 2 have no "family": AnyTouch 1
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 PathLike = Union[str, Path]
@@ -123,6 +128,10 @@ def _checked_config(folder: Path) -> Dict[str, Any]:
                          f"(expected {HUB_VERSION}); a newer anytouch wrote it")
     if cfg.get("kind") not in KINDS:
         raise ValueError(f"{where}: kind {cfg.get('kind')!r}; expected one of {KINDS}")
+    family = cfg.setdefault("family", "anytouch")
+    if family not in FAMILIES or (family == "anytouch2" and cfg["kind"] != "encoder"):
+        raise ValueError(f"{where}: family {family!r} with kind {cfg['kind']!r}; expected one of {FAMILIES} (an "
+                         "anytouch2 folder holds an encoder)")
     for key in ("arch", "provenance", "input", "sensors"):
         if not isinstance(cfg.get(key), dict):
             raise ValueError(f"{where}: entry {key!r} is missing or not a JSON object")
@@ -141,17 +150,36 @@ def read_file(f: CheckpointFile) -> Tuple[Dict[str, Any], None]:
 
 def build(loaded: LoadedCheckpoint, what: str, config: ConfigLike, inflate: str,
           merge_lora: bool) -> Tuple[nn.Module, ConversionReport]:
-    """As :func:`anytouch.checkpoint.ours.build`; a folder of kind ``"encoder"`` makes only an encoder."""
+    """As :func:`anytouch.checkpoint.ours.build`; a folder of kind ``"encoder"`` makes only an encoder (an AnyTouch 2
+    folder also for ``what="model"``: the encoder is that family's only model)."""
     ckpt = loaded.content
+    family = ckpt["hub"]["family"]
     if ckpt["kind"] != "encoder":
         return ours.build(loaded, what, config, inflate, merge_lora)
-    if what != "encoder":
+    if what != "encoder" and not (family == "anytouch2" and what == "model"):
         raise ValueError(f"{loaded.weights}: this hub folder holds only a touch encoder, not a {what!r}; "
                          "use anytouch.load_encoder")
+    source = str(loaded.weights)
+    if family == "anytouch2":
+        return _build_anytouch2(ckpt, config, source)
     if config is not None:
         ours._check_own_arch(ckpt, config, loaded.weights)
-    source = str(loaded.weights)
     model = on_meta(lambda: TouchEncoder(arch_from_dict(ckpt["arch"])))
+    load_assign(model, ckpt["model"], source, hint="the weights do not match the architecture in config.json")
+    return model.eval(), ConversionReport(source, "hub_encoder")
+
+
+def _build_anytouch2(ckpt: Dict[str, Any], config: ConfigLike, source: str) -> Tuple[nn.Module, ConversionReport]:
+    """The AnyTouch 2 encoder of a hub folder; ``config=`` (a CLIP config.json or AnyTouch2Config) must describe the
+    stored architecture."""
+    arch = AnyTouch2Config.from_dict(ckpt["arch"])
+    if config is not None:
+        given = anytouch2.config_from_shapes(ckpt["model"], config, source, metadata=ckpt["arch"]).to_dict()
+        diff = [k for k, v in arch.to_dict().items() if k != "name" and given[k] != v]
+        if diff:
+            raise CheckpointMismatchError(f"{source} carries its own architecture and config= does not match it "
+                                          f"(differs in: {', '.join(diff)}); leave config= out")
+    model = on_meta(lambda: AnyTouch2Encoder(arch))
     load_assign(model, ckpt["model"], source, hint="the weights do not match the architecture in config.json")
     return model.eval(), ConversionReport(source, "hub_encoder")
 
@@ -169,10 +197,23 @@ def sha256_file(path: PathLike, chunk: int = 1 << 22) -> str:
 def _kind_and_state(module: nn.Module) -> Tuple[str, Dict[str, Any], Any]:
     if isinstance(module, TouchEncoder):
         return "encoder", module.state_dict(), module.arch
+    if isinstance(module, AnyTouch2Encoder):
+        return "encoder", module.state_dict(), module.config
     if isinstance(module, (AnyTouchModel, TouchMAE)):
         return ours._kind_and_state(module)
-    raise TypeError(f"save_pretrained: cannot save a {type(module).__name__}; expected an AnyTouchModel, TouchMAE "
-                    "or TouchEncoder")
+    raise TypeError(f"save_pretrained: cannot save a {type(module).__name__}; expected an AnyTouchModel, TouchMAE, "
+                    "TouchEncoder or AnyTouch2Encoder")
+
+
+def input_contract(family: str, arch: Any) -> Dict[str, Any]:
+    """What the model expects as input (the ``input`` entry of config.json): image size, frames per clip, colour
+    order and statistics; for AnyTouch 2 also the frame stride, the tube size and the background subtraction."""
+    if family == "anytouch":
+        return {"image_size": arch.touch.image_size, "frames": arch.num_frames, "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD), "channels": "RGB"}
+    return {"image_size": arch.touch.image_size, "frames": arch.num_frames, "frame_stride": arch.frame_stride,
+            "tube_size": arch.tube_size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "channels": "RGB",
+            "background": {"subtract": True, "offset": BACKGROUND_OFFSET, "before_resize": True}}
 
 
 def _probe_record(probe: Union[None, PathLike, Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -200,16 +241,16 @@ def hub_config(module: nn.Module, *, source: Optional[PathLike] = None, source_w
                adapted_slots: Sequence[int] = ()) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """``(config.json content, state dict)`` of ``module`` (see :func:`save_pretrained` for the arguments)."""
     kind, state, arch = _kind_and_state(module)
+    family = "anytouch2" if isinstance(arch, AnyTouch2Config) else "anytouch"
     if source_weights is None and source is not None and Path(source).is_file():
         source_weights = source
     prov: Dict[str, Any] = {"source": None if source is None else str(source), "source_format": source_format,
                             "source_sha256": None if source_weights is None else sha256_file(source_weights),
                             **provenance()}
     cfg = {
-        "library_name": "anytouch", "anytouch_hub_version": HUB_VERSION, "kind": kind, "arch": arch.to_dict(),
-        "sensors": dict(SENSOR_IDS), "adapted_slots": sorted(int(s) for s in adapted_slots),
-        "input": {"image_size": arch.touch.image_size, "frames": arch.num_frames, "mean": list(IMAGENET_MEAN),
-                  "std": list(IMAGENET_STD), "channels": "RGB"},
+        "library_name": "anytouch", "anytouch_hub_version": HUB_VERSION, "family": family, "kind": kind,
+        "arch": arch.to_dict(), "sensors": {n: SENSOR_IDS[n] for n in FAMILY_SENSORS[family] + ("universal",)},
+        "adapted_slots": sorted(int(s) for s in adapted_slots), "input": input_contract(family, arch),
         "provenance": prov,
     }
     record = _probe_record(probe)
@@ -228,7 +269,8 @@ def save_pretrained(module: nn.Module, folder: PathLike, *, source: Optional[Pat
     """Write ``module`` as a hub-layout folder: ``model.safetensors``, ``README.md`` (generated card), ``config.json``.
 
     Args:
-        module: an AnyTouchModel (stage 2, or towerless stage 1), a TouchMAE or a TouchEncoder.
+        module: an AnyTouchModel (stage 2, or towerless stage 1), a TouchMAE, a TouchEncoder or an
+            AnyTouch2Encoder.
         folder: the output folder (created; existing files of these three names are replaced atomically).
         source: the checkpoint the weights came from, as the user named it (path or hub id), recorded.
         source_weights: the file whose sha256 is recorded (default: ``source`` when it is a file).
@@ -254,7 +296,8 @@ def save_pretrained(module: nn.Module, folder: PathLike, *, source: Optional[Pat
 def from_pretrained(name_or_path: PathLike, what: Optional[str] = None, *, revision: Optional[str] = None,
                     local_files_only: bool = False) -> nn.Module:
     """Load a hub-layout folder or hub id (eval mode): the AnyTouchModel (``what="model"``, the default for
-    stage-1/2 folders) or the TouchEncoder (``what="encoder"``, the default for encoder-only folders).
+    stage-1/2 folders) or the touch encoder (``what="encoder"``, the default for encoder-only folders: a TouchEncoder,
+    or an AnyTouch2Encoder for an AnyTouch 2 folder).
 
     Args:
         name_or_path: ``hf-hub:org/name[@revision]`` or a folder (any checkpoint ``load_model`` reads works too).

@@ -115,8 +115,9 @@ def _convert_to_hub(args, loaded) -> int:
     out = hub.save_pretrained(model, args.dst, source=args.src, source_weights=loaded.weights,
                               source_format=loaded.format, probe=args.probe_results,
                               adapted_slots=recorded_slots(loaded))
+    arch = model.config if getattr(model, "family", "") == "anytouch2" else model.arch
     print(f"{args.src} -> {out} (hub folder: config.json, model.safetensors, README.md; {loaded.kind}, "
-          f"arch {model.arch.name})")
+          f"arch {arch.name})")
     return 0
 
 

@@ -1,6 +1,7 @@
 """``anytouch stream``: a live sensor (or a video file) -> features each step -> a bench panel, shown or written."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -16,7 +17,9 @@ def add_parser(sub) -> None:
     """Add ``stream`` to the ``anytouch`` subparsers ``sub``."""
     p = sub.add_parser("stream", help="live sensor / video -> contact, background difference, nearest reference",
                        description="Read a UVC tactile sensor (DIGIT, GelSight Mini: --source 0 or /dev/video2) or a "
-                                   "video file, embed the newest 3-frame window each step, and show or write a panel: "
+                                   "video file, embed the encoder's own window of the newest frames each step "
+                                   "(AnyTouch 1: 3 consecutive frames; AnyTouch 2: its 4 or 2 frames at its frame "
+                                   "stride, with the no-contact background subtracted), and show or write a panel: "
                                    "the frame, the frame minus a no-contact background, the contact score (cosine "
                                    "distance to the background's embedding) and the nearest labelled reference. "
                                    "A slow model drops frames instead of lagging; the summary counts them.")
@@ -36,6 +39,9 @@ def add_parser(sub) -> None:
                    help="show the panel in a window (auto: when a display exists and no output is written)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--source-fps", type=float, default=None, help="pace a video file at this rate (default: its own)")
+    p.add_argument("--subtract-background", action=argparse.BooleanOptionalAction, default=None,
+                   help="subtract the background in the model input too (default: yes for AnyTouch 2, which is "
+                        "trained with it; no for AnyTouch 1, trained on plain frames)")
     p.set_defaults(func=run)
 
 
@@ -58,7 +64,7 @@ def run(args) -> int:
     if not (show or args.out or args.out_dir):
         print("anytouch stream: no display and no --out / --out-dir: only the summary will be printed", file=sys.stderr)
     enc = load_from_args(args, "encoder")
-    check_sensor_slot(args.checkpoint, args.sensor, enc.num_sensors)
+    check_sensor_slot(args.checkpoint, args.sensor, enc.num_sensors, family=enc.family)
     touch = TactileEncoder(enc, sensor=args.sensor)
     out_dir = Path(args.out_dir) if args.out_dir else None
     if out_dir is not None:
@@ -88,7 +94,7 @@ def run(args) -> int:
         records, summary = run_stream(touch, args.source, background=args.background,
                                       background_frames=args.background_frames, references=args.references,
                                       threshold=args.threshold, max_steps=args.max_steps, source_fps=args.source_fps,
-                                      on_step=on_step)
+                                      subtract_background=args.subtract_background, on_step=on_step)
     finally:
         if writer is not None:
             writer.release()
