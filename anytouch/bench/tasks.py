@@ -6,7 +6,7 @@ contract (resizing, statistics, background subtraction, frame window)::
     frames          uint8 (T, H, W, 3), RGB as stored, oldest first, T >= 1: the task's window. Force / slip:
                     the current frame and its predecessors at the task's stride; pose: the two frames (t - 5, t);
                     Cloth: the last frames of a squeeze; TAG / OF: one frame; Feel: the A and B fingers' frames
-                    (T = 2 here means two sensors at one instant, not time).
+                    (T = 2 here means two sensors at one instant, not time: ``BenchTask.views``).
     background      uint8 (H, W, 3): the sensor's no-contact frame, or all zero with has_background False.
     has_background  bool
     sensor          str: gelsight, digit, gelsight_mini, ... (anytouch.sensors names; OF renderings: universal)
