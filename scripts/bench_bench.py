@@ -5,11 +5,12 @@ cached run pays for its one encoding pass) and once live, then prints each encod
 speed ratio, and the largest difference between the two modes' test metrics (0 up to float rounding: the heads see
 the same features, batches and seeds). The cached run's table is left in ``<out>/cached/results.md``.
 
-Without ``--encoders`` it writes three tiny random encoders (AnyTouch 1 ``tiny``, a timm ViT, a Sparsh-layout ViT)
-into ``<out>/encoders``; with real encoder files it measures those (pass ``--device cuda`` on a GPU).
+Without ``--encoders`` it writes four tiny random encoders (AnyTouch 1 ``tiny``, a timm ViT, a Sparsh-layout ViT,
+an AnyTouch 2 ViT with 4 frames at stride 2) into ``<out>/encoders``; with real encoder files it measures those
+(pass ``--device cuda`` on a GPU).
 
     python scripts/bench_bench.py --out bench_speed [--tasks force slip] [--num-samples 64] [--epochs 10]
-    python scripts/bench_bench.py --out bench_synthetic --cached-only --num-samples 32 --epochs 10   # the table
+    python scripts/bench_bench.py --out bench_synthetic --cached-only --seeds 0 1 2 --budgets 1 0.1   # the table
 """
 from __future__ import annotations
 
@@ -26,22 +27,28 @@ from anytouch.bench.protocol import ProtocolConfig
 from anytouch.bench.runner import BenchConfig, default_tasks, run_benchmark
 from anytouch.bench.sparsh import SparshViT, to_sparsh_state_dict
 from anytouch.checkpoint import ours
+from anytouch.checkpoint.anytouch2 import export_safetensors
 from anytouch.models import TouchMAE
-from anytouch.models.config import get_arch
+from anytouch.models.anytouch2 import AnyTouch2Encoder
+from anytouch.models.config import AnyTouch2Config, TowerCfg, get_arch
 
 
 def tiny_encoders(folder: Path) -> list:
-    """Three tiny random encoders in their families' own file layouts, with their YAML files."""
+    """Four tiny random encoders in their families' own file layouts, with their YAML files."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     ours.save_checkpoint(folder / "at1.pt", TouchMAE(get_arch("tiny")).eval())
     vit = SparshViT(width=64, depth=2, heads=2, mlp_width=128, patch_size=8, in_chans=6, registers=1,
                     image_size=(32, 24))
     torch.save({"model": to_sparsh_state_dict(vit)}, folder / "sparsh.ckpt")
+    at2 = AnyTouch2Config(name="tiny", projection_dim=32, num_frames=4,
+                          touch=TowerCfg(width=64, layers=2, heads=2, mlp_width=128, patch_size=8, image_size=32))
+    export_safetensors(AnyTouch2Encoder(at2).eval(), folder / "at2.safetensors")
     specs = {"anytouch1-tiny": {"family": "anytouch1", "checkpoint": "at1.pt"},
              "vit-tiny": {"family": "timm", "options": {"model": "vit_tiny_patch16_224",
                                                          "model_kwargs": {"img_size": 32, "depth": 2}}},
-             "sparsh-tiny": {"family": "sparsh", "checkpoint": "sparsh.ckpt", "options": {"image_size": [32, 24]}}}
+             "sparsh-tiny": {"family": "sparsh", "checkpoint": "sparsh.ckpt", "options": {"image_size": [32, 24]}},
+             "anytouch2-tiny": {"family": "anytouch2", "checkpoint": "at2.safetensors"}}
     paths = []
     for name, body in specs.items():
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(body))

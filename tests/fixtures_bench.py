@@ -29,6 +29,7 @@ class FakeTask:
     frames: int = 3
     stride: int = 1
     splits: Tuple[str, ...] = ("train", "val", "test")
+    views: int = 1
 
 
 TASKS = (

@@ -219,3 +219,56 @@ def test_open_clip_baseline_returns_vit_tokens_and_loads_a_local_file(tmp_path):
     assert torch.equal(plugin.visual.conv1.weight, sd["visual.conv1.weight"])  # the file's weights, not random ones
     tokens, pooled = plugin.encode(_frames(t=1), None, ["x", "x"])
     assert tokens.shape == (2, 4, 64) and pooled.shape == (2, 32) and plugin.contract.mean[0] == pytest.approx(0.4815, abs=1e-4)
+
+
+def test_anytouch2_plugin_follows_its_own_contract(tmp_path):
+    """A tiny AnyTouch 2 file (architecture in the safetensors header) through the bench: window 4 @ stride 2 cut
+    from a 7-frame sample, background difference + 130/255 for the sample that has one, CLIP statistics; tokens are
+    the raw last hidden state and pooled proj(post-LN CLS), both equal to a direct computation."""
+    from anytouch.bench.features import encode_batch
+    from anytouch.checkpoint.anytouch2 import export_safetensors
+    from anytouch.preprocess import CLIP_MEAN, CLIP_STD
+    from anytouch2_fixtures import tiny_encoder
+
+    enc = tiny_encoder(4)
+    plugin = build_encoder(write_yaml(tmp_path / "at2.yaml", "anytouch2",
+                                      export_safetensors(enc, tmp_path / "at2.safetensors")))
+    c = plugin.contract
+    assert (c.frames, c.stride, c.needs_background, c.mean, c.std) == (4, 2, True, CLIP_MEAN, CLIP_STD)
+    frames, bg = _frames(t=7, h=24, w=40), _frames(t=1, h=24, w=40, seed=1)[:, 0]
+    batch = {"frames": frames, "background": bg, "has_background": torch.tensor([True, False]),
+             "sensor": ["gelsight", "digit"]}
+    tokens, pooled = encode_batch(plugin, batch, source_stride=1)
+    x = frames[:, [0, 2, 4, 6]].permute(0, 1, 4, 2, 3).float() / 255  # t-6, t-4, t-2, t: oldest first
+    x[0] = (x[0] - bg[0].permute(2, 0, 1).float() / 255 + 130 / 255).clamp(0, 1)
+    x = F.interpolate(x.flatten(0, 1), size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    x = ((x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)).view(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        ref = enc.forward_features(x, [0, 1])  # AnyTouch 2 sensor rows: GelSight 0, DIGIT 1
+        ref_pooled = enc.proj(enc.norm_post(ref[:, 0]))
+    assert tokens.shape == (2, 1 + 5 + 2 * 4 * 4, 32) and plugin.embed_dim == 32 and plugin.pooled_dim == 16
+    assert torch.allclose(tokens, ref, atol=1e-5) and torch.allclose(pooled, ref_pooled, atol=1e-5)
+    with pytest.raises(ValueError, match="not an AnyTouch 2 encoder"):
+        build_encoder(write_yaml(tmp_path / "wrong.yaml", "anytouch2", anytouch1_checkpoint(tmp_path / "at1.pt")))
+
+
+def test_feel_fingers_are_views_not_time(tmp_path):
+    """Feel's A and B frames are two sensors: each is encoded alone as a still image (AnyTouch 1: three identical
+    frames) and the features are concatenated, A first, as the original Feel probe does; read as time, AnyTouch 1
+    would see the clip [A, A, B]."""
+    from anytouch.bench.features import encode_batch
+
+    plugin = build_encoder(write_yaml(tmp_path / "at1.yaml", "anytouch1", anytouch1_checkpoint(tmp_path / "at1.pt")))
+    frames = _frames(t=2)
+    batch = {"frames": frames, "background": torch.zeros(2, 24, 32, 3, dtype=torch.uint8),
+             "has_background": torch.tensor([False, False]), "sensor": ["gelsight", "gelsight"]}
+    tokens, pooled = encode_batch(plugin, batch, 1, views=2)
+    ta, pa = plugin.encode(frames[:, [0, 0, 0]], None, ["gelsight"] * 2)
+    tb, pb = plugin.encode(frames[:, [1, 1, 1]], None, ["gelsight"] * 2)
+    assert torch.allclose(tokens, torch.cat([ta, tb], 1), atol=1e-5)
+    assert torch.allclose(pooled, torch.cat([pa, pb], 1), atol=1e-5) and pooled.shape[1] == 2 * plugin.pooled_dim
+    as_time, _ = plugin.encode(frames[:, [0, 0, 1]], None, ["gelsight"] * 2)
+    assert torch.allclose(encode_batch(plugin, batch, 1)[0], as_time, atol=1e-5)  # the time rule's [A, A, B]
+    assert not torch.allclose(as_time, ta, atol=1e-3)
+    with pytest.raises(ValueError, match="2 views must hold 2 frames, got 3"):
+        encode_batch(plugin, {**batch, "frames": _frames(t=3)}, 1, views=2)

@@ -1,12 +1,18 @@
-"""``anytouch bench`` end to end on tiny tasks: three encoder families, the table and plot, resuming per cell, the
+"""``anytouch bench`` end to end: every catalogue task with four encoder families through the CLI; on tiny fake
+tasks, three encoder families, the table and plot, resuming per cell, the
 feature cache, and cached features giving the same heads as encoding every batch."""
 import json
+import math
 
 import pytest
 
 import anytouch.bench.runner as runner
 from anytouch.bench import command
 from anytouch.bench.protocol import ProtocolConfig
+from anytouch.bench.tasks import TASKS as TASKS_CATALOGUE, get_task
+from anytouch.checkpoint.anytouch2 import export_safetensors
+from anytouch.cli.main import main as cli_main
+from anytouch2_fixtures import tiny_encoder
 from fixtures_bench import TASKS, FakeScorer, anytouch1_checkpoint, build_fake_dataset, sparsh_checkpoint, write_yaml
 
 
@@ -94,16 +100,41 @@ def test_unknown_task_is_an_error(tmp_path, encoder_files):
         runner.run_benchmark(cfg, TASKS, build_fake_dataset, FakeScorer())
 
 
-def test_bench_runs_every_catalogue_task_on_synthetic_data(tmp_path, encoder_files):
-    """The issue's "done when": every task of the catalogue, three encoder families, the table written."""
-    tasks = pytest.importorskip("anytouch.bench.tasks", reason="the task catalogue (anytouch.bench.tasks)")
-    out = tmp_path / "all"
-    argv = ["--encoders", *map(str, encoder_files), "--out", str(out), "--synthetic", "--data", "num_samples=8",
-            "image_size=32", "--budgets", "1.0", "--seeds", "0", "--epochs", "2", "--device", "cpu"]
-    assert command.main(argv) == 0
+def test_anytouch_bench_runs_every_catalogue_task_on_synthetic_data(tmp_path, encoder_files, capsys):
+    """The issue's "done when", through the ``anytouch`` CLI: every task of the catalogue on its synthetic twin,
+    four encoder families (AnyTouch 1 tiny, a timm ViT, Sparsh-layout, AnyTouch 2 tiny), two seeds, the table."""
+    at2 = write_yaml(tmp_path / "anytouch2-tiny.yaml", "anytouch2",
+                     export_safetensors(tiny_encoder(4), tmp_path / "at2.safetensors"))
+    out, seeds, heads = tmp_path / "all", (0, 1), ("linear", "attentive")
+    argv = ["bench", "--encoders", *map(str, encoder_files), str(at2), "--out", str(out), "--synthetic", "--data",
+            "num_samples=8", "image_size=32", "--budgets", "1.0", "--seeds", "0", "1", "--epochs", "2",
+            "--device", "cpu"]
+    assert cli_main(argv) == 0
     res = json.loads((out / "results.json").read_text())
-    assert {r["task"] for r in res["summary"]} == {t.name for t in tasks.TASKS}
-    assert len(res["summary"]) == len(tasks.TASKS) * 2 * 3
-    assert all(r["mean"] == r["mean"] for r in res["summary"])  # no NaN
+    names, tasks = ["anytouch1-tiny", "vit-tiny", "sparsh-tiny", "anytouch2-tiny"], [t.name for t in TASKS_CATALOGUE]
+    cells = {(c["encoder"], c["task"], c["head"], c["seed"]): c for c in res["cells"]}
+    assert set(cells) == {(e, t, h, s) for e in names for t in tasks for h in heads for s in seeds}
+    for (enc, task, head, seed), c in cells.items():
+        assert set(c["test"]) == set(get_task(task).metrics), (enc, task)
+        assert all(math.isfinite(v) for v in [*c["test"].values(), *c["val"].values()]), (enc, task, head, c["test"])
+        assert 0 <= c["selected_epoch"] < 2 and c["val_curve"][c["selected_epoch"]] == c["val"][c["primary"]]
+    for enc in names:  # Feel: the A and B features side by side, so its linear head sees twice the pooled width
+        one, feel = cells[(enc, "of1", "linear", 0)], cells[(enc, "feel", "linear", 0)]
+        pooled = (one["head_params"] - 7) // 7  # Linear(P, 7)
+        assert feel["head_params"] == 2 * pooled + 1
+    assert len(res["summary"]) == len(names) * len(tasks) * len(heads)
     table = (out / "results.md").read_text()
-    assert all(f"| {t.name} |" in table for t in tasks.TASKS) and "–" not in table
+    for row in res["summary"]:
+        vals = [cells[(row["encoder"], row["task"], row["head"], s)]["test"][row["metric"]] for s in seeds]
+        assert row["seeds"] == list(seeds) and row["mean"] == pytest.approx(sum(vals) / 2)
+        assert row["std"] == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2))  # sample std over the seeds
+    for task in tasks:
+        for head in heads:
+            rows = {r["encoder"]: r for r in res["summary"] if (r["task"], r["head"]) == (task, head)}
+            first = rows[names[0]]
+            line = (f"| {task} | {first['metric']} {'↑' if first['higher_is_better'] else '↓'} | {head} | 1 | "
+                    + " | ".join(f"{rows[e]['mean']:.4g} ± {rows[e]['std']:.2g}" for e in names) + " |")
+            assert line in table.splitlines()
+    assert "seeds [0, 1]" in table and (out / "results.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert all(res["timing"][e]["wall_s"] > 0 and f"{e}: " in printed for e in names)

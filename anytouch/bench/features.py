@@ -57,9 +57,26 @@ def collate(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def encode_batch(plugin: TactileEncoderPlugin, batch: Dict[str, Any], source_stride: int,
-                 dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, torch.Tensor]:
+                 dtype: torch.dtype = torch.float32, views: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
     """Encode a collated batch: the encoder's window is cut from the frames, samples with and without background
-    go through separate calls. Returns (tokens (B, L, D), pooled (B, P)) on the CPU in ``dtype``."""
+    go through separate calls. Returns (tokens (B, L, D), pooled (B, P)) on the CPU in ``dtype``.
+
+    ``views`` > 1: the T = ``views`` frames of a sample are separate sensors at one instant (Feel's fingers A and
+    B), not time. Each is encoded alone as a single image (repeated to the encoder's window, as any still image
+    is), with the sample's background and sensor; the result is (B, views·L, D) tokens and (B, views·P) pooled
+    features, view A first.
+    """
+    if views > 1:
+        frames = batch["frames"]
+        b, t = frames.shape[:2]
+        if t != views:
+            raise ValueError(f"a sample of {views} views must hold {views} frames, got {t}")
+        flat = {"frames": frames.reshape(b * t, 1, *frames.shape[2:]),
+                "background": batch["background"].repeat_interleave(t, dim=0),
+                "has_background": batch["has_background"].repeat_interleave(t),
+                "sensor": [s for s in batch["sensor"] for _ in range(t)]}
+        tokens, pooled = encode_batch(plugin, flat, source_stride, dtype)
+        return tokens.reshape(b, t * tokens.shape[1], tokens.shape[2]), pooled.reshape(b, t * pooled.shape[1])
     c = plugin.contract
     frames = select_window(batch["frames"], source_stride, c.frames, c.stride)
     has_bg = batch["has_background"]
@@ -78,12 +95,12 @@ def encode_batch(plugin: TactileEncoderPlugin, batch: Dict[str, Any], source_str
 
 
 def encode_dataset(plugin: TactileEncoderPlugin, dataset: Dataset, source_stride: int, batch_size: int = 64,
-                   num_workers: int = 0, dtype: torch.dtype = torch.float32) -> Features:
-    """Every sample of ``dataset`` through ``plugin`` (in order)."""
+                   num_workers: int = 0, dtype: torch.dtype = torch.float32, views: int = 1) -> Features:
+    """Every sample of ``dataset`` through ``plugin`` (in order); ``views`` as in :func:`encode_batch`."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     toks, pools, targets, groups = [], [], [], []
     for batch in loader:
-        t, p = encode_batch(plugin, batch, source_stride, dtype)
+        t, p = encode_batch(plugin, batch, source_stride, dtype, views)
         toks.append(t)
         pools.append(p)
         targets.append(batch["target"])
@@ -131,7 +148,7 @@ def feature_key(plugin: TactileEncoderPlugin, spec: Dict[str, Any], task: Any, s
                          "weights": encoder_identity(plugin)["weights_sha256"],
                          "contract": plugin.contract.to_dict()},
              "data": {"task": task_dict, "split": split, **data, **ident},
-             "dtype": dtype, "window": "nearest-offset v1"}
+             "dtype": dtype, "window": "nearest-offset v2 (views encoded alone)"}
     return cache_key(parts), parts
 
 

@@ -3,14 +3,16 @@
 What makes the numbers comparable (unlike the upstream probes, which all pick their epoch on the test set):
 
 * **Frozen splits** ``train`` / ``val`` / ``test`` come from the task's data module.
-* **Budgets** are nested subsets of the training split, drawn once per seed and task (not per encoder):
-  a seeded permutation per class (stratified; all samples form one stratum for regression), of which the first
-  ``ceil(budget · n_class)`` are kept (at least one per class), so 1 % ⊂ 10 % ⊂ 33 % ⊂ 100 %.
+* **Budgets** are nested subsets of the training split, drawn once per seed (not per encoder) by
+  :func:`anytouch.bench.tasks.budget_indices`: a seeded permutation per class (stratified; all samples form one
+  stratum for regression), of which the first ``ceil(budget · n_class)`` are kept (at least one per class), so
+  1 % ⊂ 10 % ⊂ 33 % ⊂ 100 %.
 * **Seeds** drive the budget subset, the head's initialisation and the batch order.
 * **Selection on validation only**: after every epoch the head is scored on ``val`` with the task's primary metric
   (its first); the best epoch (the earliest among ties) is restored and the test split is scored **once**.
-* Regression heads learn standardised targets (training-subset mean and std); predictions are mapped back to the
-  task's SI units before scoring.
+* Regression heads learn standardised targets: the mean and std of the cell's own training subset (per output;
+  a constant output keeps std 1), so no task carries a target scale; predictions are mapped back to the task's SI
+  units before scoring.
 
 One recipe for every encoder (:class:`ProtocolConfig`): AdamW, constant learning rate, fixed epochs and batch size.
 """
@@ -26,7 +28,7 @@ import torch
 from ..engine.rng import derive_seed, generator, seeded
 from .heads import build_head, head_loss
 
-__all__ = ["ProtocolConfig", "FeatureSource", "Scorer", "budget_indices", "run_cell", "predict"]
+__all__ = ["ProtocolConfig", "FeatureSource", "Scorer", "run_cell", "predict"]
 
 
 @dataclass
@@ -62,24 +64,6 @@ class Scorer(Protocol):
     def score(self, task: Any, pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str]) -> Dict[str, float]: ...
 
     def higher_is_better(self, metric: str) -> bool: ...
-
-
-def budget_indices(n: int, labels: Optional[Sequence[int]], budget: float, seed: int, task: str) -> torch.Tensor:
-    """Sorted training indices of a ``budget`` fraction (0 < budget <= 1), nested across budgets for one
-    (seed, task) and stratified on ``labels`` when given (see the module docstring)."""
-    if not 0 < budget <= 1:
-        raise ValueError(f"data budget {budget}; expected a fraction in (0, 1]")
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for {n} training samples")
-    strata: Dict[int, List[int]] = {}
-    for i in range(n):
-        strata.setdefault(int(labels[i]) if labels is not None else 0, []).append(i)
-    keep: List[int] = []
-    for c in sorted(strata):
-        rows = torch.tensor(strata[c])
-        perm = rows[torch.randperm(len(rows), generator=generator(seed, "budget", task, c))]
-        keep += perm[: max(1, math.ceil(budget * len(rows)))].tolist()
-    return torch.tensor(sorted(keep), dtype=torch.long)
 
 
 @torch.no_grad()

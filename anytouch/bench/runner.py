@@ -26,7 +26,8 @@ from ..checkpoint.io import atomic_write_bytes
 from ..probe.cache import cache_key
 from .encoders import EncoderSpec, TactileEncoderPlugin, build_encoder, load_spec
 from .features import Features, FeatureStore, collate, dtype_of, encode_batch, encode_dataset, feature_key
-from .protocol import ProtocolConfig, Scorer, budget_indices, run_cell
+from . import metrics, tasks as task_catalogue
+from .protocol import ProtocolConfig, Scorer, run_cell
 from .report import write_report
 
 __all__ = ["BenchConfig", "CachedSource", "LiveSource", "TaskScorer", "default_tasks", "default_scorer",
@@ -76,14 +77,16 @@ class CachedSource:
 class LiveSource:
     """Raw samples encoded by the frozen encoder at every request (the upstream probes' way)."""
 
-    def __init__(self, dataset: Dataset, plugin: TactileEncoderPlugin, source_stride: int, dtype: torch.dtype):
-        self.dataset, self.plugin, self.stride, self.dtype = dataset, plugin, source_stride, dtype
+    def __init__(self, dataset: Dataset, plugin: TactileEncoderPlugin, source_stride: int, dtype: torch.dtype,
+                 views: int = 1):
+        self.dataset, self.plugin, self.stride, self.dtype, self.views = dataset, plugin, source_stride, dtype, views
         samples = [dataset[i] for i in range(len(dataset))]
         self.target = torch.stack([torch.as_tensor(s["target"]) for s in samples])
         self.groups = [str(s.get("group", s.get("source", ""))) for s in samples]
 
     def batch(self, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return encode_batch(self.plugin, collate([self.dataset[int(i)] for i in idx]), self.stride, self.dtype)
+        return encode_batch(self.plugin, collate([self.dataset[int(i)] for i in idx]), self.stride, self.dtype,
+                            self.views)
 
 
 def _safe(name: str) -> str:
@@ -104,25 +107,18 @@ def _task_dict(task: Any) -> Dict[str, Any]:
 
 def default_tasks() -> Tuple[Dict[str, Any], Callable[..., Dataset]]:
     """The task catalogue ({name: BenchTask}) and its dataset builder, from :mod:`anytouch.bench.tasks`."""
-    from . import tasks as task_module  # imported on use: the catalogue imports every bench data module
-
-    return {t.name: t for t in task_module.TASKS}, task_module.build_task_dataset
+    return {t.name: t for t in task_catalogue.TASKS}, task_catalogue.build_task_dataset
 
 
 class TaskScorer:
     """Every metric a task lists, computed by :func:`anytouch.bench.metrics.compute` (outputs as
     :func:`~anytouch.bench.protocol.predict` gives them), directions from its ``METRICS`` table."""
 
-    def __init__(self):
-        from . import metrics  # imported on use, beside the task catalogue
-
-        self.metrics = metrics
-
     def score(self, task: Any, pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str]) -> Dict[str, float]:
-        return {m: float(self.metrics.compute(m, pred, target, groups)) for m in task.metrics}
+        return {m: float(metrics.compute(m, pred, target, groups)) for m in task.metrics}
 
     def higher_is_better(self, metric: str) -> bool:
-        return bool(self.metrics.METRICS[metric].higher_is_better)
+        return bool(metrics.METRICS[metric].higher_is_better)
 
 
 def default_scorer() -> Scorer:
@@ -153,12 +149,13 @@ class _Run:
     def source(self, plugin: TactileEncoderPlugin, spec: EncoderSpec, task: Any, split: str):
         ds, dtype = self.dataset(task, split), dtype_of(self.cfg.feature_dtype)
         if not self.cfg.cache:
-            return LiveSource(ds, plugin, task.stride, dtype), ds
+            return LiveSource(ds, plugin, task.stride, dtype, task.views), ds
         key, parts = feature_key(plugin, spec.to_dict(), task, split, ds, self.data, self.cfg.feature_dtype)
         label = f"{_safe(spec.name)}-{_safe(task.name)}-{split}"
         feats = self.store.load(key, label)
         if feats is None:
-            feats = encode_dataset(plugin, ds, task.stride, self.cfg.encode_batch_size, self.cfg.num_workers, dtype)
+            feats = encode_dataset(plugin, ds, task.stride, self.cfg.encode_batch_size, self.cfg.num_workers, dtype,
+                                   task.views)
             self.store.save(key, label, feats, parts)
         return CachedSource(feats), ds
 
@@ -197,8 +194,8 @@ class _Run:
                 labels = train.target.tolist()
             for task_, head, budget, seed, p, key in items:
                 t2 = time.perf_counter()
-                idx = budget_indices(len(train.target), labels, budget, seed, task.name)
-                res = run_cell(task, head, (plugin.embed_dim, plugin.pooled_dim), train, idx, val, test,
+                idx = torch.tensor(task_catalogue.budget_indices(len(train.target), budget, seed, labels))
+                res = run_cell(task, head, (plugin.embed_dim, plugin.pooled_dim * task.views), train, idx, val, test,
                                c.protocol, seed, self.scorer, self.device)
                 fit_s = time.perf_counter() - t2
                 timing["fit_s"] += fit_s

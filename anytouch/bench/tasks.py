@@ -6,7 +6,7 @@ contract (resizing, statistics, background subtraction, frame window)::
     frames          uint8 (T, H, W, 3), RGB as stored, oldest first, T >= 1: the task's window. Force / slip:
                     the current frame and its predecessors at the task's stride; pose: the two frames (t - 5, t);
                     Cloth: the last frames of a squeeze; TAG / OF: one frame; Feel: the A and B fingers' frames
-                    (T = 2 here means two sensors at one instant, not time).
+                    (T = 2 here means two sensors at one instant, not time: ``BenchTask.views``).
     background      uint8 (H, W, 3): the sensor's no-contact frame, or all zero with has_background False.
     has_background  bool
     sensor          str: gelsight, digit, gelsight_mini, ... (anytouch.sensors names; OF renderings: universal)
@@ -77,7 +77,13 @@ class BenchTask:
         frames, stride: the window of a sample.
         splits: how its validation split is made.
         options: extra builder options (e.g. the force sensor).
-        target_scale: typical magnitude of each regression output (SI), for heads that normalise their targets.
+        views: how many of a sample's frames are separate sensors seen at one instant rather than time (Feel: 2,
+            fingers A and B). Each view is encoded alone as a single image under the encoder's own contract, and
+            the views' tokens are concatenated along the token axis and their pooled features along the feature
+            axis, as the original Feel probe concatenates the A and B features (``anytouch.bench.features``).
+
+    Regression heads standardise their targets with the training subset's own mean and std (``protocol``), so a
+    task declares no target scale.
     """
 
     name: str
@@ -89,7 +95,7 @@ class BenchTask:
     stride: int
     splits: SplitRule
     options: Tuple[Tuple[str, object], ...] = ()
-    target_scale: Tuple[float, ...] = ()
+    views: int = 1
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -97,6 +103,9 @@ class BenchTask:
         unknown = [m for m in self.metrics if m not in METRICS]
         if not self.metrics or unknown:
             raise ValueError(f"task {self.name}: metrics {self.metrics}; expected names among {tuple(METRICS)}")
+        if self.views < 1 or (self.views > 1 and self.views != self.frames):
+            raise ValueError(f"task {self.name}: views={self.views}; expected 1 or the sample's frame count "
+                             f"({self.frames})")
 
     @property
     def primary(self) -> str:
@@ -120,17 +129,18 @@ TASKS: Tuple[BenchTask, ...] = (
               SplitRule("carved", "recording folder", 0.1)),
     BenchTask("tag_hardness", "tag_hardness", "binary", 1, _CLASS, 1, 1,
               SplitRule("carved", "recording folder", 0.1)),
-    BenchTask("feel", "feel", "binary", 1, _CLASS + ("group_accuracy",), 2, 1, SplitRule("carved", "object", 0.1)),
+    BenchTask("feel", "feel", "binary", 1, _CLASS + ("group_accuracy",), 2, 1, SplitRule("carved", "object", 0.1),
+              views=2),
     BenchTask("of1", "of1", "classification", 7, _CLASS, 1, 1, SplitRule("carved", "sample", 0.1)),
     BenchTask("of2", "of2", "classification", 7, _CLASS, 1, 1, SplitRule("carved", "sample", 0.1)),
     BenchTask("cloth_textile", "cloth_textile", "classification", 20, _CLASS, 4, 2,
               SplitRule("carved", "garment", CLOTH_VAL_FRACTION, CLOTH_VAL_SEED)),
     BenchTask("force", "force", "regression", 3, _FORCE, 2, 5, SplitRule("release", "batch folder"),
-              (("sensor", "digit"),), (4.0, 4.0, 5.0)),
+              (("sensor", "digit"),)),
     BenchTask("slip", "slip", "binary", 1, ("f1", "balanced_accuracy", "accuracy", "sparsh_slip_f1"), 2, 5,
               SplitRule("release", "batch folder"), (("sensor", "digit"),)),
     BenchTask("pose", "pose", "regression", 3, _POSE, 2, 5,
-              SplitRule("carved", "bag", POSE_VAL_FRACTION, POSE_VAL_SEED), (), (1e-3, 1e-3, 0.3)),
+              SplitRule("carved", "bag", POSE_VAL_FRACTION, POSE_VAL_SEED)),
 )
 _PROBE_SETS = ("tag_material", "tag_roughness", "tag_hardness", "feel", "of1", "of2")
 
