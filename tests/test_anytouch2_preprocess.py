@@ -82,12 +82,12 @@ def test_anytouch1_helpers_gain_background_with_imagenet_statistics(clip_and_bg)
     f, b = torch.from_numpy(frames[:1, :2]), torch.from_numpy(bg[:1])
     at1 = preprocess_touch_batch(f, 32, background=b)
     at2 = preprocess_touch2_batch(f, b, size=32)
-    # same subtracted, resized pixels; only the statistics differ (ImageNet vs CLIP)
+    # same subtracted, resized pixels up to AnyTouch 1's 8-bit resize (one level); the statistics differ
     from anytouch.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
     pix1 = at1 * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     pix2 = at2 * torch.tensor(CLIP_STD).view(3, 1, 1) + torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    torch.testing.assert_close(pix1, pix2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pix1, pix2, atol=1.01 / 255, rtol=0)
     single = preprocess_touch(list(frames[0, :2]), size=32, background=bg[0])
     torch.testing.assert_close(single, at1[0], atol=0, rtol=0)
     torch.testing.assert_close(preprocess_touch_batch(f, 32), preprocess_touch(list(frames[0, :2]), size=32)[None])

@@ -49,8 +49,8 @@ class AnyTouch1Plugin(TactileEncoderPlugin):
 
     @torch.no_grad()
     def encode(self, frames, background, sensor):
-        c = self.contract
-        x = normalise(resize(to_float(frames, self.device), c.image_size), c.mean, c.std)  # (B, T, 3, S, S)
+        # the library's one evaluation path (uint8 resize, ImageNet statistics): the contract's size, mean and std
+        x = self.encoder.preprocess(frames.to(self.device))  # (B, T, 3, S, S)
         ids = _sensor_ids(sensor_list(sensor, x.shape[0]), self.sensor_map, self.universal)
         raw, _, _ = self.encoder.forward_features(x, ids)  # (B, 1 + 5 + N, D)
         pooled = self.encoder.pool(raw, "cls")
