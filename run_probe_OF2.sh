@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# AnyTouch linear probe (spec 5): ObjectFolder 2.0 (7 classes). Arguments are config overrides, e.g.
-#   bash run_probe_OF2.sh probe.checkpoint=log/checkpoint.pth data.root=tactile_datasets
+# AnyTouch linear probe (docs/original/probes.md#protocol): ObjectFolder 2.0 (7 classes). Arguments are config
+# overrides, e.g.   bash run_probe_OF2.sh probe.checkpoint=log/checkpoint.pth data.root=tactile_datasets
 #   bash run_probe_OF2.sh probe.checkpoint=... probe.protocol=cached     # cached features + lr x wd grid (fast)
 #   bash run_probe_OF2.sh data=synthetic probe.checkpoint=random:tiny \
 #     probe.epochs=2 probe.batch_size=16                                 # CPU smoke run on built-in data

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# AnyTouch linear probes (spec 5): Touch and Go material, roughness and hardness, all three reported.
-# Arguments are config overrides, e.g.
+# AnyTouch linear probes (docs/original/probes.md#protocol): Touch and Go material, roughness and hardness, all three
+# reported. Arguments are config overrides, e.g.
 #   bash run_probe_TAG.sh probe.checkpoint=log/checkpoint.pth data.root=tactile_datasets
 #   bash run_probe_TAG.sh probe.checkpoint=... probe.protocol=cached     # cached features + lr x wd grid (fast)
 #   bash run_probe_TAG.sh data=synthetic probe.checkpoint=random:tiny \

@@ -1,13 +1,13 @@
 """A new sensor for a trained AnyTouch model: fine-tune one free sensor slot, everything else frozen.
 
-AnyTouch (ICLR 2025) conditions the touch encoder on 5 learnable tokens per sensor (spec 1.4); slots 0-4 are the
-paper's sensors, slot 9 is the universal token, slots 5-8 are never trained. For a sensor the model has not seen
-there are two paths:
+AnyTouch (ICLR 2025) conditions the touch encoder on 5 learnable tokens per sensor
+(docs/original/architecture.md#sensor-tokens); slots 0-4 are the paper's sensors, slot 9 is the universal token, slots
+5-8 are never trained. For a sensor the model has not seen there are two paths:
 
 1. use the universal token (``sensor="universal"`` / ``-1``), which pre-training taught to work for any sensor;
 2. learn a slot of its own from a few hundred unlabelled frames (this module): the slot starts as a copy of the
-   universal token and only its 5 tokens train, on the stage-1 MAE loss (spec 1.7; it needs no labels) with the
-   encoder and the decoder frozen. Afterwards pass the slot id as the sensor (``sensor=5``).
+   universal token and only its 5 tokens train, on the stage-1 MAE loss (docs/original/architecture.md#mae-losses; it
+   needs no labels) with the encoder and the decoder frozen. Afterwards pass the slot id as the sensor (``sensor=5``).
 
 A checkpoint written by ``anytouch adapt`` records the slots it trained (``config["adapt"]["slots"]``, read back by
 :func:`recorded_slots`), so that the command line can refuse an untrained slot as a sensor id.

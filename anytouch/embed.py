@@ -1,6 +1,7 @@
 """Embed tactile files with an AnyTouch touch encoder: images, videos and clip folders -> one feature row each.
 
-What becomes a row (spec 1.3: an image is a 3-frame clip of identical frames; a clip uses 3 consecutive frames):
+What becomes a row (docs/original/architecture.md#patch-embedding: an image is a 3-frame clip of identical frames; a
+clip uses 3 consecutive frames):
 
 * an image file (``.png .jpg .jpeg .gif .bmp .tif .tiff .webp``) -> one row, named by its path (a GIF must
   hold one frame: the frame reader refuses animated ones);

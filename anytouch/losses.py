@@ -1,11 +1,12 @@
 """Stage-2 objectives of AnyTouch (Feng et al., ICLR 2025): multi-modal alignment and cross-sensor matching.
 
-* :func:`alignment_loss` (spec 3.2): symmetric InfoNCE (CLIP, Radford et al. 2021) between touch, vision and text,
-  each pair restricted to the samples that have both modalities, one learnable temperature shared by all pairs.
-  The original does not halve the touch-text term (spec 7 item 16); that is the default here, ``halve_touch_text``
-  halves it like the other two.
-* :func:`matching_loss` (spec 3.3): a linear head on the element-wise product of L2-normalised features says
-  whether two touches come from the same object.
+* :func:`alignment_loss` (docs/original/recipe.md#stage-2-alignment-loss): symmetric InfoNCE (CLIP, Radford et al. 2021)
+  between touch, vision and text, each pair restricted to the samples that have both modalities, one learnable
+  temperature shared by all pairs. The original does not halve the touch-text term
+  (docs/original/defects.md#16-touch-text-loss-not-halved); that is the default here, ``halve_touch_text`` halves it
+  like the other two.
+* :func:`matching_loss` (docs/original/recipe.md#stage-2-cross-sensor-matching): a linear head on the element-wise
+  product of L2-normalised features says whether two touches come from the same object.
 
 Options the original does not have (off by default): contrastive negatives gathered from every rank with gradient
 (open_clip's ``gather_with_grad`` + ``local_loss``), and a clamp of ``logit_scale`` (open_clip clamps at ln 100).
@@ -92,7 +93,7 @@ def alignment_loss(
     gather: bool = False,
     max_logit_scale: Optional[float] = None,
 ) -> Dict[str, torch.Tensor]:
-    """The alignment loss of spec 3.2.
+    """The alignment loss of docs/original/recipe.md#stage-2-alignment-loss.
 
     Args:
         touch: (B, P) touch features of the whole batch (not normalised).
@@ -102,7 +103,8 @@ def alignment_loss(
         logit_scale: the learnable log-scale (0-d); logits are multiplied by exp(logit_scale).
         alpha_vt, alpha_vl, alpha_lt: weights of the touch-vision, vision-text and touch-text terms (paper recipe
             1.0 / 0.2 / 1.0).
-        halve_touch_text: halve the touch-text term like the others (the original does not, spec 7 item 16).
+        halve_touch_text: halve the touch-text term like the others (the original does not,
+        docs/original/defects.md#16-touch-text-loss-not-halved).
         gather: contrastive negatives from every rank, with gradient (one autograd all-gather per call; every rank
             must call it at the same step). Each rank then returns world_size x its share of the loss: the mean over
             ranks, which DDP's gradient averaging optimises, equals the loss of the concatenated batch.
@@ -142,8 +144,8 @@ def alignment_loss(
         # returns world_size x its share: the mean over ranks is the loss of the concatenated batch
         share = float(dist.get_world_size())
     touch, vision, text = (F.normalize(x, dim=-1) for x in (touch, vision, text))
-    # spec 3.2 step 2: inside the text subset keep the rows that also have vision, and vice versa; both keep batch
-    # order, so they index the same samples
+    # docs/original/recipe.md#stage-2-alignment-loss step 2: inside the text subset keep the rows that also have vision,
+    # and vice versa; both keep batch order, so they index the same samples
     text_vt, vision_vt = text[vf[tf]], vision[tf[vf]]
     pairs = {  # name: (features, paired features, weight, samples of the pairs)
         "touch_vision": (touch[vf], vision, alpha_vt, vf),
@@ -176,7 +178,8 @@ def matching_logits(anchor: torch.Tensor, positive: torch.Tensor, negative: torc
 
 def matching_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, head: nn.Module,
                   cross_alpha: float = 1.0) -> Dict[str, torch.Tensor]:
-    """Cross-sensor matching (spec 3.3): ``cross_alpha · (BCE(head(â⊙p̂), 1) + BCE(head(â⊙n̂), 0))``.
+    """Cross-sensor matching (docs/original/recipe.md#stage-2-cross-sensor-matching):
+    ``cross_alpha · (BCE(head(â⊙p̂), 1) + BCE(head(â⊙n̂), 0))``.
 
     anchor, positive, negative: (B, P) touch features (not normalised); head: Linear(P, 1).
     Returns ``loss``, ``loss_pos``, ``loss_neg`` (unweighted BCE means, detached) and ``acc`` (fraction of the 2B
@@ -191,7 +194,8 @@ def matching_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.
 
 
 class Stage2Objective(nn.Module):
-    """The stage-2 objective around an :class:`~anytouch.models.AnyTouchModel` (spec 3.2 / 3.3).
+    """The stage-2 objective around an :class:`~anytouch.models.AnyTouchModel`
+    (docs/original/recipe.md#stage-2-alignment-loss, #stage-2-cross-sensor-matching).
 
     ``forward(batch) -> dict`` with ``loss`` and named parts. An alignment batch (``touch``, ``sensor``, ``vision``,
     ``vision_flag``, ``text_ids``, ``text_mask``, ``text_flag``, optional ``noise`` (B, N) for the MAE mask) gives
@@ -228,9 +232,10 @@ class Stage2Objective(nn.Module):
         m = self.model
         touch, sensor = batch["touch"], batch["sensor"]
         vf, tf = batch["vision_flag"].bool(), batch["text_flag"].bool()
-        touch_feat = m.encode_touch(touch, sensor)  # (B, P); clips use frames t-3..t-1 (spec 3.2)
+        touch_feat = m.encode_touch(touch, sensor)  # (B, P); clips use frames t-3..t-1
+        # (docs/original/recipe.md#stage-2-alignment-loss)
         vision = m.encode_vision(batch["vision"][vf]) if vf.any() else None
-        with torch.no_grad():  # the text tower is frozen (spec 3.1)
+        with torch.no_grad():  # the text tower is frozen (docs/original/recipe.md#stage-2-what-trains)
             text = m.encode_text(batch["text_ids"][tf], batch["text_mask"][tf]) if tf.any() else None
         align = alignment_loss(touch_feat, vision, text, vf, tf, m.logit_scale, **self.align_options)
         mae = m.mae_loss(touch, sensor, noise=batch.get("noise"), mask_ratio=self.mask_ratio)

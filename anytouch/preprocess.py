@@ -1,4 +1,5 @@
-"""Turn PIL images, numpy arrays or uint8 tensors into the normalised tensors AnyTouch expects (spec 4.1).
+"""Turn PIL images, numpy arrays or uint8 tensors into the normalised tensors AnyTouch expects
+(docs/original/data.md#transforms).
 
 Touch frames use ImageNet statistics and a plain resize to (size, size) (aspect ratio not kept, bilinear,
 antialiased), like the original test-time transform, except that the resize runs on uint8 frames (:func:`resize_uint8`,

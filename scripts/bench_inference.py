@@ -3,7 +3,8 @@
 Randomly initialised encoders (the speed does not depend on the weights): ``tiny`` and the paper's ViT-L/14
 (``anytouch-l14``). On CPU in fp32; on a GPU in bf16 autocast (``--dtype``). Each point: one warm-up call, then calls
 until ``--min-time`` seconds have passed (at least ``--min-iters``). An image is repeated to 3 frames inside the
-encoder (spec 1.3), so images and clips cost the same transformer pass; both are measured.
+encoder (docs/original/architecture.md#patch-embedding), so images and clips cost the same transformer pass; both are
+measured.
 
     python scripts/bench_inference.py                                  # CPU: tiny and L/14, batch 1, 8, 32
     python scripts/bench_inference.py --device cuda --batch-sizes 1 8 32 128

@@ -5,10 +5,10 @@ feature-extraction throughput (images/s) of the cached protocol.
     python scripts/bench_probe.py --preset small --task of2 --samples 512 --epochs 5
     python scripts/bench_probe.py --checkpoint log/checkpoint.pth --data-root tactile_datasets --task tag_material
 
-The task's recipe comes from ``configs/probe_<task>.yaml`` (spec 5: lr, weight decay, pooling, sensor); epochs and
-batch size from the arguments. Both protocols train on the whole training set and evaluate the test set after every
-epoch (no validation run); the cached protocol trains its whole lr x weight-decay grid. A second cached run shows the
-time with a warm cache. Prints a Markdown table and writes it, with the raw timings, to ``--output-dir``.
+The task's recipe comes from ``configs/probe_<task>.yaml`` (docs/original/probes.md#protocol: lr, weight decay, pooling,
+sensor); epochs and batch size from the arguments. Both protocols train on the whole training set and evaluate the test
+set after every epoch (no validation run); the cached protocol trains its whole lr x weight-decay grid. A second cached
+run shows the time with a warm cache. Prints a Markdown table and writes it, with the raw timings, to ``--output-dir``.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def main():
     args = ap.parse_args()
     preset = args.preset or ("anytouch-l14" if torch.cuda.is_available() else "tiny")
     checkpoint = args.checkpoint or f"random:{preset}"
-    config = ROOT / "configs" / f"probe_{'tag' if args.task.startswith('tag_') else args.task}.yaml"  # spec 5 recipe
+    config = ROOT / "configs" / f"probe_{'tag' if args.task.startswith('tag_') else args.task}.yaml"  # docs/original/probes.md#protocol recipe
     with tempfile.TemporaryDirectory() as tmp:
         common = [
             f"probe.tasks=[{args.task}]", f"probe.checkpoint={checkpoint}", f"probe.epochs={args.epochs}",

@@ -1,5 +1,6 @@
-"""Test helpers for the checkpoint tests: tiny checkpoints in the foreign layouts, written from the spec's key tables
-(spec 2.1 / 2.2) independently of the converters' own tables, plus a naive reference touch-encoder forward.
+"""Test helpers for the checkpoint tests: tiny checkpoints in the foreign layouts, written from the original's key
+tables (docs/original/checkpoints.md#stage-1-file, #stage-2-file) independently of the converters' own tables, plus a
+naive reference touch-encoder forward.
 """
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def _clip_layers(prefix, n, width, mlp, peft=False, rank=0):
 
 
 def stage1_layout(arch=TINY):
-    """(key, shape, kind) of the original stage-1 model (spec 2.1), in state-dict order."""
+    """(key, shape, kind) of the original stage-1 model (docs/original/checkpoints.md#stage-1-file), in state-dict
+    order."""
     t, d = arch.touch, arch.decoder
     D, P, p = t.width, arch.projection_dim, t.patch_size
     n = t.num_patches + 1
@@ -116,7 +118,8 @@ def stage1_layout(arch=TINY):
 
 
 def stage2_layout(arch=TINY, rank=None):
-    """(key, shape, kind) of the original stage-2 model (spec 2.2), PEFT vision layout, in state-dict order."""
+    """(key, shape, kind) of the original stage-2 model (docs/original/checkpoints.md#stage-2-file), PEFT vision layout,
+    in state-dict order."""
     rank = arch.lora_rank if rank is None else rank
     v, t, P = arch.vision, arch.text, arch.projection_dim
     yield "logit_scale", (), "w"
@@ -147,7 +150,8 @@ def make_state_dict(layout, seed=0) -> "OrderedDict[str, torch.Tensor]":
 
 
 def save_original(path: Path, sd) -> Path:
-    """Write ``sd`` the way the original training code does (spec 6.4), argparse.Namespace included."""
+    """Write ``sd`` the way the original training code does (docs/original/checkpoints.md#training-checkpoint-files),
+    argparse.Namespace included."""
     torch.save({"model": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]},
                 "epoch": 19, "scaler": {"scale": 65536.0, "growth_factor": 2.0},
                 "args": argparse.Namespace(batch_size=64, lr=1e-4, use_same_patchemb=True)}, path)
@@ -189,7 +193,8 @@ def write_every_format(root: Path) -> dict:
 
 
 def reference_touch_feature(sd, img, sensor_slot, arch=TINY, prefix=""):
-    """Spec 1.2 / 1.3 / 1.8 computed directly from original tensors: the (B, P) cls feature of images (B,3,H,W)."""
+    """docs/original/architecture.md computed directly from original tensors: the (B, P) cls feature of images
+    (B,3,H,W)."""
     t = arch.touch
     g = lambda k: sd[prefix + k]  # noqa: E731
     b = img.shape[0]

@@ -1,4 +1,4 @@
-"""Tiny on-disk trees in the original AnyTouch layout (spec 4.2 - 4.4), one builder per pre-training source.
+"""Tiny on-disk trees in the original AnyTouch layout (docs/original/data.md), one builder per pre-training source.
 
 Every frame is a constant 32x32 image whose colour encodes where it came from: red = 8 * (frame number % 32),
 green = 8 * ``tag`` (a per-builder code, e.g. the sensor or recording), blue = 128. :func:`decode_frames` inverts
@@ -166,9 +166,9 @@ def make_of_real(root: str) -> str:
 
 
 def make_octopi(root: str) -> str:
-    """Two recordings stored where different original loaders look (spec 7 bug 6): ``octopi/processed/cup_1/`` and
-    ``octopi/x/rock_2/`` (10-digit jpg). Rows ``x/<folder>/<frame>`` in ``contact_octopi.csv``,
-    ``contact_text_octopi.csv`` (text ids 4, 5) and ``octopi/contact.csv`` (cross)."""
+    """Two recordings stored where different original loaders look (docs/original/defects.md#6-octopi-paths-disagree):
+    ``octopi/processed/cup_1/`` and ``octopi/x/rock_2/`` (10-digit jpg). Rows ``x/<folder>/<frame>`` in
+    ``contact_octopi.csv``, ``contact_text_octopi.csv`` (text ids 4, 5) and ``octopi/contact.csv`` (cross)."""
     _frames(os.path.join(root, "octopi", "processed", "cup_1"), range(6), "{:010d}.jpg", 1)
     _frames(os.path.join(root, "octopi", "x", "rock_2"), range(5), "{:010d}.jpg", 2)
     rows = [["x/cup_1/0000000004.jpg"], ["x/rock_2/0000000003.jpg"]]

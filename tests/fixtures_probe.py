@@ -1,5 +1,6 @@
-"""Tiny on-disk trees of the probe datasets in the original layout (spec 4.6), and tiny raw inputs for
-``anytouch.data.prepare`` (an mp4/mov made with cv2.VideoWriter, an h5 file shaped like deepdish's output).
+"""Tiny on-disk trees of the probe datasets in the original layout (docs/original/probes.md#probe-datasets), and tiny
+raw inputs for ``anytouch.data.prepare`` (an mp4/mov made with cv2.VideoWriter, an h5 file shaped like deepdish's
+output).
 
 Frames are constant images encoding (frame number, tag) as in tests/fixtures_data.py (``decode_frames`` inverts
 the evaluation transform), so tests can tell exactly which file a sample read.

@@ -1,4 +1,5 @@
-"""HF CLIP and open_clip -> AnyTouch initialisation (spec 2.4 / 2.5), checked against the real libraries."""
+"""HF CLIP and open_clip -> AnyTouch initialisation (docs/original/checkpoints.md#clip-to-stage-1,
+#stage-1-and-clip-to-stage-2), checked against the real libraries."""
 import math
 
 import pytest
@@ -49,7 +50,7 @@ def _ids():
     return ids, mask
 
 
-def test_stage1_init_follows_spec_2_4(hf_sd):
+def test_stage1_init_follows_the_original_clip_init(hf_sd):
     mae = TouchMAE(TINY)
     fresh = {k: v.clone() for k, v in mae.state_dict().items()}
     sd, report = hf_clip.hf_to_stage1(hf_sd, mae.state_dict(), "clip")

@@ -1,4 +1,5 @@
-"""The original AnyTouch stage-1 / stage-2 layouts (spec 2.1 / 2.2): import, LoRA merge, export, arch inference."""
+"""The original AnyTouch stage-1 / stage-2 layouts (docs/original/checkpoints.md#stage-1-file, #stage-2-file): import,
+LoRA merge, export, arch inference."""
 import dataclasses
 import os
 
@@ -175,8 +176,9 @@ def test_stage2_export_reimport(s2):
         assert torch.equal(again[k], merged[k]), k
 
 
-def test_full_size_layouts_match_the_spec():
-    """Key counts and value counts of spec 2.1 / 2.2 at ViT-L/14 (meta tensors: no memory)."""
+def test_full_size_layouts_match_the_original():
+    """Key counts and value counts of docs/original/checkpoints.md#stage-1-file, #stage-2-file at ViT-L/14 (meta
+    tensors: no memory)."""
     arch = get_arch("anytouch-l14")
     s1 = original.to_original_stage1(on_meta(lambda: TouchMAE(arch)).state_dict())
     assert len(s1) == 533 and sum(v.numel() for v in s1.values()) == 333_341_052

@@ -1,4 +1,5 @@
-"""Frame reading, transforms (spec 4.1) and text (spec 4.2) of anytouch.data."""
+"""Frame reading, transforms (docs/original/data.md#transforms) and text (docs/original/data.md#text) of
+anytouch.data."""
 import gzip
 import io
 import json

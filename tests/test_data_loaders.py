@@ -1,4 +1,5 @@
-"""The nine pre-training loaders (spec 4.3-4.5), the cross-sensor sampler (3.3), the mixed sets, bad data, skipping.
+"""The nine pre-training loaders (docs/original/data.md), the cross-sensor sampler (3.3), the mixed sets, bad data,
+skipping.
 
 Every loader runs on a generated tree in the original layout (tests/fixtures_data.py); frames encode
 (frame number, tag), so the tests check exactly which frames each sample holds, in which order.

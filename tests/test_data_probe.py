@@ -1,5 +1,6 @@
-"""The probe datasets of spec 4.6 on generated trees: counts, labels (hardness mapping, -1 skipping), which files
-each sample reads (Feel A then B, OF id split), the per-task augmentation of spec 4.1/5, the validation carve."""
+"""The probe datasets of docs/original/probes.md#probe-datasets on generated trees: counts, labels (hardness mapping, -1
+skipping), which files each sample reads (Feel A then B, OF id split), the per-task augmentation of
+docs/original/data.md#transforms, docs/original/probes.md#protocol, the validation carve."""
 import os
 import shutil
 import sys
@@ -110,7 +111,7 @@ def test_objectfolder_id_split_paths_labels_and_sensor(root):
     assert {s["sensor"] for s in of1} == {-1} and of2[0]["sensor"] == -1
     assert build_dataset("of2", "train", root=root, image_size=8, sensor=5)[0]["sensor"] == 5
     assert [s["label"] for s in _all(build_dataset("of1", "test", root=root, image_size=8))] == [6]
-    # spec 4.1: OF2 trains without augmentation, OF1 with ColorJitter 0.1
+    # docs/original/data.md#transforms: OF2 trains without augmentation, OF1 with ColorJitter 0.1
     assert not of2.transform.train
     of1_train = build_dataset("of1", "train", root=root, image_size=8)
     assert of1_train.transform.train and of1_train.transform.jitter == (0.1, 0.1, 0.1, 0.1)

@@ -1,4 +1,5 @@
-"""Every declared dependency is used by the library; timm's weight-decay groups are the ones the spec asks for."""
+"""Every declared dependency is used by the library; timm's weight-decay groups are the original's
+(docs/original/recipe.md#optimiser-and-schedule)."""
 import re
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_every_core_dependency_is_imported_by_the_library():
 
 
 def _spec_rule(model: nn.Module):
-    """The grouping of spec 6.2, written out: no decay for ndim <= 1 or a ``.bias``; frozen parameters left out."""
+    """The grouping of docs/original/recipe.md#optimiser-and-schedule, written out: no decay for ndim <= 1 or a
+    ``.bias``; frozen parameters left out."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return ([n for n, p in trainable if p.ndim <= 1 or n.endswith(".bias")],
             [n for n, p in trainable if not (p.ndim <= 1 or n.endswith(".bias"))])

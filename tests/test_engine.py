@@ -83,7 +83,7 @@ def test_replace_with_universal_rate_and_shared_mask():
 
 
 # -- optimiser -----------------------------------------------------------------------------------------------------
-def test_param_groups_follow_spec_6_2():
+def test_param_groups_follow_the_original():
     model = TouchMAE(TINY)
     model.encoder.patch_embed.weight.requires_grad_(False)  # frozen parameters stay out of the optimizer
     no_decay, decay = (set(g["names"]) for g in param_groups_weight_decay(model, 0.1))
@@ -176,7 +176,8 @@ def test_interleaved_epoch_and_mid_epoch_restart_match():
 
 def test_shards_are_disjoint_and_batch_types_agree_across_ranks():
     s0, s1 = _stream(0, 2), _stream(1, 2)
-    assert s0.order(2) == s1.order(2)  # every rank runs the same batch type at each step (fixes spec 7 item 24)
+    assert s0.order(2) == s1.order(2)  # every rank runs the same batch type at each step (fixes
+    # docs/original/defects.md#24-per-rank-batch-schedule)
     for name in "ab":
         i0 = [i for _, i in s0.loaders[name].sampler]
         i1 = [i for _, i in s1.loaders[name].sampler]

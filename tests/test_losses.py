@@ -70,7 +70,7 @@ def test_each_alignment_term_matches_naive_loop_with_flags():
     assert out["loss_touch_vision"].item() == pytest.approx(ref_tv, rel=1e-9)
     assert out["loss_vision_text"].item() == pytest.approx(ref_vt, rel=1e-9)
     assert out["loss_touch_text"].item() == pytest.approx(ref_lt, rel=1e-9)
-    # the original's weighting: the touch-text term is not halved (spec 3.2)
+    # the original's weighting: the touch-text term is not halved (docs/original/recipe.md#stage-2-alignment-loss)
     assert out["loss"].item() == pytest.approx(1.0 * ref_tv + 0.2 * ref_vt + 2 * 1.0 * ref_lt, rel=1e-9)
     halved = run_align(touch, vision, text, VF, TF, alpha_vt=0.5, alpha_vl=0.3, alpha_lt=0.7, halve_touch_text=True)
     assert halved["loss"].item() == pytest.approx(0.5 * ref_tv + 0.3 * ref_vt + 0.7 * ref_lt, rel=1e-9)

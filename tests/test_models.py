@@ -1,5 +1,6 @@
-"""Model tests on the tiny preset: token layout, sensor tokens, patch-embedding equivalences (spec 8), masking, the
-MAE losses against a direct computation of spec 1.7, the decoder's sin-cos table, LoRA, and HF CLIP equivalence."""
+"""Model tests on the tiny preset: token layout, sensor tokens, patch-embedding equivalences
+(docs/original/architecture.md#invariants-and-equivalences), masking, the MAE losses against a direct computation of
+docs/original/architecture.md#mae-losses, the decoder's sin-cos table, LoRA, and HF CLIP equivalence."""
 import math
 
 import pytest
@@ -70,7 +71,8 @@ def test_sensor_tokens_by_name_and_universal(mae):
 
 
 def test_patch_embedding_equivalences(mae):
-    """Spec 8: image = conv2d(img, W.sum(1)); clip [f0,f1,f2] = Σ_t conv2d(f_t, W[:, t])."""
+    """docs/original/architecture.md#invariants-and-equivalences: image = conv2d(img, W.sum(1)); clip [f0,f1,f2] = Σ_t
+    conv2d(f_t, W[:, t])."""
     enc = mae.encoder
     w = enc.patch_embed.weight  # (D, frames, rgb, p, p)
     p = enc.patch_size
@@ -129,7 +131,7 @@ def test_patchify_order_and_roundtrip(mae):
     torch.testing.assert_close(mae.unpatchify(mae.patchify(clip)), clip)
 
 
-def test_mae_losses_match_spec_direct_computation(mae):
+def test_mae_losses_match_a_direct_computation(mae):
     b, n = 2, 16
     noise = torch.rand(b, n)
     img = torch.randn(b, 3, 56, 56)

@@ -1,5 +1,5 @@
-"""Probe configs against spec 5, the four run_probe_*.sh entry points on synthetic data, zero-shot classification
-and cross-sensor retrieval."""
+"""Probe configs against docs/original/probes.md#protocol, the four run_probe_*.sh entry points on synthetic data,
+zero-shot classification and cross-sensor retrieval."""
 import json
 import os
 import subprocess
@@ -23,8 +23,8 @@ from anytouch.probe.zeroshot import main as zeroshot_main
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# spec 5: tasks, pooling, sensor, lr, weight decay, effective batch (per-GPU batch x 2 GPUs)
-SPEC5 = {
+# docs/original/probes.md#protocol: tasks, pooling, sensor, lr, weight decay, effective batch (per-GPU batch x 2 GPUs)
+PAPER_PROBES = {
     "tag": (["tag_material", "tag_roughness", "tag_hardness"], "cls", 0, 2e-4, 0.05, 128),
     "feel": (["feel"], "cls", 0, 1e-3, 0.05, 256),
     "of1": (["of1"], "global", -1, 1e-3, 0.01, 128),
@@ -32,10 +32,10 @@ SPEC5 = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SPEC5))
-def test_probe_configs_match_spec5(name):
+@pytest.mark.parametrize("name", sorted(PAPER_PROBES))
+def test_probe_configs_match_the_paper_protocol(name):
     cfg = load_config(ProbeConfig, [ROOT / "configs" / f"probe_{name}.yaml"])
-    tasks, pooling, sensor, lr, wd, batch = SPEC5[name]
+    tasks, pooling, sensor, lr, wd, batch = PAPER_PROBES[name]
     p, o = cfg.probe, cfg.optim
     assert (p.tasks, p.pooling, p.sensor, o.lr, o.weight_decay, p.batch_size) == (tasks, pooling, sensor, lr, wd, batch)
     assert (p.epochs, tuple(o.betas), o.warmup_epochs, o.min_lr, o.clip_grad) == (50, (0.9, 0.99), 0, 0, None)

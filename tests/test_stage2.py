@@ -57,8 +57,8 @@ def test_stage2_yaml_is_the_paper_recipe_and_follows_stage1():
     assert {v for k, v in cfg.data.repeats.items() if k not in ("tag", "octopi")} == {1}
     assert (cfg.model.init, cfg.model.init_temp, cfg.run.output_dir) == ("clip", 0.07, "log/output_stage2")
     arch = get_arch(cfg.model.arch)
-    assert (arch.lora_rank, arch.lora_alpha) == (16, 16.0)  # LoRA r=16, alpha=16 on the vision tower (spec 2.2)
-    # stage 2 starts where stage 1's recipe leaves its last checkpoint
+    assert (arch.lora_rank, arch.lora_alpha) == (16, 16.0)  # LoRA r=16, alpha=16 on the vision tower
+    # (docs/original/checkpoints.md#stage-2-file) stage 2 starts where stage 1's recipe leaves its last checkpoint
     s1 = load_config(Stage1Config, [REPO / "configs" / "stage1.yaml"])
     assert Path(cfg.model.stage1_checkpoint) == Path(s1.run.output_dir) / LAST
     tiny = stage2_cfg("data=synthetic")
@@ -98,7 +98,8 @@ def test_build_model_with_clip_towers(stage1_ckpt, tmp_path):
     model = build_model(stage2_cfg(f"model.stage1_checkpoint={stage1_ckpt[0]}", "model.init=clip",
                                    f"model.clip_weights={tmp_path}").model, log=lambda s: None)
     sd = model.state_dict()
-    for tower in ("vision", "text"):  # fresh CLIP towers (spec 2.5 step 1), LoRA A/B on top of the vision one
+    for tower in ("vision", "text"):  # fresh CLIP towers (docs/original/checkpoints.md#stage-1-and-clip-to-stage-2 step
+    # 1), LoRA A/B on top of the vision one
         for k, v in getattr(source, tower).state_dict().items():
             assert torch.equal(sd[f"{tower}.{k}"], v), k
     for k, v in stage1_ckpt[1].items():  # the touch branch from stage 1, not from CLIP (step 2)
@@ -182,7 +183,8 @@ def test_alignment_objective_is_align_plus_mae_on_the_same_batch(video):
     assert out["loss_align"].item() == pytest.approx(ref["loss"].item(), rel=1e-6)
     assert out["loss_mae"].item() == pytest.approx(mae["loss"].item(), rel=1e-6)
     assert out["loss"].item() == pytest.approx(ref["loss"].item() + mae["loss"].item(), rel=1e-6)
-    if video:  # the contact frame t is only the MAE's prediction target (spec 3.2)
+    if video:  # the contact frame t is only the MAE's prediction target
+    # (docs/original/recipe.md#stage-2-alignment-loss)
         batch["touch"][:, 3] += 1.0
         with torch.no_grad():
             moved = objective(batch)

@@ -1,6 +1,7 @@
 """Hugging Face CLIP weights (e.g. laion DataComp-XL ViT-L/14) -> AnyTouch initialisations.
 
-Follows the original AnyTouch code (GeWu-Lab/AnyTouch, ICLR 2025) as described in spec 2.4 / 2.5:
+Follows the original AnyTouch code (GeWu-Lab/AnyTouch, ICLR 2025) as described in
+docs/original/checkpoints.md#clip-to-stage-1, #stage-1-and-clip-to-stage-2:
 
 * stage 1 (:func:`hf_to_stage1`): ``vision_model.*`` -> the touch encoder; the 2-D patch conv is *inflated* to the
   3-frame patch embedding by repeating it along a new frame axis (no division by 3, so a static image embeds to
@@ -67,7 +68,8 @@ TEXT_TABLE = (
     ("text_projection.weight", "proj.weight"),
 )
 _POSITION_IDS = re.compile(r"(^|\.)position_ids$")
-# TouchMAE keys CLIP does not provide: they keep their fresh initialisation (spec 2.4); anything else missing is an error
+# TouchMAE keys CLIP does not provide: they keep their fresh initialisation
+# (docs/original/checkpoints.md#clip-to-stage-1); anything else missing is an error
 FRESH_STAGE1 = ("mask_token", "decoder_pos_embed", "encoder.sensor_tokens", "decoder_embed.", "decoder_blocks.",
                 "decoder_norm.", "head_image.", "head_video.")
 _TEXT_KEYS = re.compile(r"^(text_model\.|text_projection\.)")
@@ -107,7 +109,8 @@ def text_to_tower(sd, prefix: str, report: ConversionReport) -> Tuple[Dict[str, 
 
 
 def _inflate(w2: torch.Tensor, frames: int, inflate: str) -> torch.Tensor:
-    # (D, 3, p, p) -> (D, frames, 3, p, p) with W3[o, t, c] = W2[o, c] for every frame t (spec 1.3 / 2.4)
+    # (D, 3, p, p) -> (D, frames, 3, p, p) with W3[o, t, c] = W2[o, c] for every frame t
+    # (docs/original/architecture.md#patch-embedding, docs/original/checkpoints.md#clip-to-stage-1)
     w3 = w2.unsqueeze(1).repeat(1, frames, 1, 1, 1)
     if inflate == "repeat":
         return w3
@@ -134,7 +137,7 @@ def hf_to_stage1(
     sd: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], source: str = "<state dict>",
     inflate: str = "repeat",
 ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
-    """HF CLIP -> a TouchMAE state dict (spec 2.4).
+    """HF CLIP -> a TouchMAE state dict (docs/original/checkpoints.md#clip-to-stage-1).
 
     Args:
         sd: the HF CLIP state dict.
@@ -151,11 +154,11 @@ def hf_to_stage1(
     conv, origin = _touch_from_clip(sd, target, "encoder.", inflate, report)
     for k in sd:
         if _TEXT_KEYS.match(k) and not _POSITION_IDS.search(k):
-            report.ignore(k, "CLIP text tower: not part of the stage-1 model (spec 2.4)")
+            report.ignore(k, "CLIP text tower: not part of the stage-1 model (docs/original/checkpoints.md#clip-to-stage-1)")
         elif k == "logit_scale":
-            report.ignore(k, "CLIP logit scale: not part of the stage-1 model (spec 2.4)")
+            report.ignore(k, "CLIP logit scale: not part of the stage-1 model (docs/original/checkpoints.md#clip-to-stage-1)")
     fresh = [k for k in target if k not in conv and _matches(k, FRESH_STAGE1)]
-    fill_fresh(conv, target, fresh, "fresh initialisation (not in CLIP; spec 2.4)", report)
+    fill_fresh(conv, target, fresh, "fresh initialisation (not in CLIP; docs/original/checkpoints.md#clip-to-stage-1)", report)
     check_state_dict(conv, target, source, origin)
     return conv, report
 
@@ -165,7 +168,8 @@ def hf_to_stage2(
     inflate: str = "repeat", logit_scale: float = math.log(1 / 0.07),
     touch_state: Optional[Mapping[str, torch.Tensor]] = None,
 ) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
-    """HF CLIP (+ optionally a stage-1 TouchMAE state dict) -> an AnyTouchModel state dict (spec 2.5).
+    """HF CLIP (+ optionally a stage-1 TouchMAE state dict) -> an AnyTouchModel state dict
+    (docs/original/checkpoints.md#stage-1-and-clip-to-stage-2).
 
     The touch model comes from ``touch_state`` when given (``--mae_dir`` in the original), else from CLIP as in
     :func:`hf_to_stage1`. The vision tower is plain CLIP (not the touch encoder); the text tower is CLIP's;
@@ -179,18 +183,18 @@ def hf_to_stage2(
     else:
         conv = {f"touch.{k}": v for k, v in touch_state.items()}
         origin = {k: f"<stage-1 state dict>.{k[len('touch.'):]}" for k in conv}
-        report.notes.append("touch model taken from the given stage-1 state dict (spec 2.5 step 2)")
+        report.notes.append("touch model taken from the given stage-1 state dict (docs/original/checkpoints.md#stage-1-and-clip-to-stage-2 step 2)")
     vis, vorigin = vision_to_tower(sd, "vision.", report)
     txt, torigin = text_to_tower(sd, "text.", report)
     conv.update(vis), conv.update(txt), origin.update(vorigin), origin.update(torigin)
     if "logit_scale" in sd:
-        report.ignore("logit_scale", f"overwritten with ln(1/0.07) = {logit_scale:.5f} (spec 2.5 step 5)")
+        report.ignore("logit_scale", f"overwritten with ln(1/0.07) = {logit_scale:.5f} (docs/original/checkpoints.md#stage-1-and-clip-to-stage-2 step 5)")
     conv["logit_scale"] = torch.tensor(float(logit_scale), dtype=target["logit_scale"].dtype).reshape(target["logit_scale"].shape)
     rest = [k for k in target if k not in conv]
     lora = [k for k in rest if k.startswith("vision.blocks.") and k.endswith((".lora_A", ".lora_B"))]
-    fill_fresh(conv, target, lora, "LoRA A/B: fresh (A Kaiming-uniform, B zero, as PEFT; spec 2.2)", report)
+    fill_fresh(conv, target, lora, "LoRA A/B: fresh (A Kaiming-uniform, B zero, as PEFT; docs/original/checkpoints.md#stage-2-file)", report)
     fresh = [k for k in rest if _matches(k, ("cross_head.",) + tuple("touch." + p for p in FRESH_STAGE1))]
-    fill_fresh(conv, target, fresh, "fresh initialisation (not in CLIP; spec 2.5)", report)
+    fill_fresh(conv, target, fresh, "fresh initialisation (not in CLIP; docs/original/checkpoints.md#stage-1-and-clip-to-stage-2)", report)
     check_state_dict(conv, target, source, origin)
     return conv, report
 

@@ -2,10 +2,10 @@
 
 Every load in anytouch goes through :func:`safe_load`, which never runs arbitrary pickled code:
 ``torch.load(weights_only=True)`` with an explicit allow-list (``argparse.Namespace`` only for the original
-AnyTouch files, whose ``args`` entry is a Namespace; spec 2.3 / 6.4). ``.safetensors`` files are read with
-safetensors. An empty, truncated or foreign file raises :class:`CorruptCheckpointError` naming the file and its
-size. Saves are atomic (temp file in the same folder, fsync, ``os.replace``), so a crash never leaves a truncated
-checkpoint under the final name.
+AnyTouch files, whose ``args`` entry is a Namespace; docs/original/checkpoints.md#what-the-probe-reads,
+#training-checkpoint-files). ``.safetensors`` files are read with safetensors. An empty, truncated or foreign file
+raises :class:`CorruptCheckpointError` naming the file and its size. Saves are atomic (temp file in the same folder,
+fsync, ``os.replace``), so a crash never leaves a truncated checkpoint under the final name.
 
 Works with torch >= 2.4: ``torch.serialization.safe_globals`` and ``get_unsafe_globals_in_checkpoint`` only exist
 from torch 2.5; on 2.4 the allow-list is added with ``add_safe_globals`` for the duration of one load and the

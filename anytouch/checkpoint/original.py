@@ -1,4 +1,5 @@
-"""The original AnyTouch checkpoint layouts (GeWu-Lab/AnyTouch, ICLR 2025; spec 2.1 / 2.2), both directions.
+"""The original AnyTouch checkpoint layouts (GeWu-Lab/AnyTouch, ICLR 2025; docs/original/checkpoints.md#stage-1-file,
+#stage-2-file), both directions.
 
 * stage 1 (``TactileVideoMAE``, 533 keys at ViT-L/14): ``touch_model.*`` (an HF ``CLIPVisionTransformer``),
   ``video_patch_embedding`` (the 3-frame Conv3d actually used), ``sensor_token``, ``touch_projection`` and an HF-ViT
@@ -78,9 +79,9 @@ STAGE2_TOWER_TABLE = (tuple((s, "vision." + d) for s, d in VISION_TABLE) + tuple
                       + STAGE2_EXTRA)
 
 STAGE1_IGNORED = {
-    "touch_model.embeddings.patch_embedding.weight": "unused 2-D patch conv; the 3-frame video_patch_embedding is the one used (spec 1.3)",
-    "video_position_embedding.weight": "unused copy of the position embedding (spec 1.3)",
-    "sensor_token_proj.weight": "unused --new_decoder_sensor_token variant (spec 1.9)",
+    "touch_model.embeddings.patch_embedding.weight": "unused 2-D patch conv; the 3-frame video_patch_embedding is the one used (docs/original/architecture.md#patch-embedding)",
+    "video_position_embedding.weight": "unused copy of the position embedding (docs/original/architecture.md#patch-embedding)",
+    "sensor_token_proj.weight": "unused --new_decoder_sensor_token variant (docs/original/architecture.md#unused-variants)",
 }
 _POSITION_IDS = re.compile(r"(^|\.)position_ids$")
 _PEFT_KEY = re.compile(r"^(?P<layer>\d+\.self_attn\.[qkvout]+_proj\.)(?P<what>base_layer\.(weight|bias)|lora_[AB]\.default\.weight)$")
@@ -247,8 +248,9 @@ def arch_from_original(sd: Mapping[str, torch.Tensor], config: Union[None, str, 
     path of a CLIP ``config.json`` (or its folder), which supplies the towers (including head counts) while the
     decoder, sensor table, frame counts and LoRA rank come from the tensors. Without ``config`` everything comes
     from the tensors: tower sizes as in :func:`hf_clip.tower_from_shapes` (heads = width // 64), decoder
-    width / depth / MLP width from its tensors with 16 heads (spec 1.1; not stored), LoRA alpha = rank (spec 2.2).
-    ``towers=False`` skips inferring the vision/text towers of a stage-2 file (when only the touch model is built).
+    width / depth / MLP width from its tensors with 16 heads (docs/original/architecture.md#configurations; not stored),
+    LoRA alpha = rank (docs/original/checkpoints.md#stage-2-file). ``towers=False`` skips inferring the vision/text
+    towers of a stage-2 file (when only the touch model is built).
     """
     arch = explicit_arch(config)
     if arch is not None:
@@ -324,7 +326,7 @@ def _clip_layer_keys(prefix: str, layers: int, peft: bool):
 
 
 def stage1_key_order(layers: int, decoder_layers: int):
-    """The original stage-1 keys in state-dict order (spec 2.1)."""
+    """The original stage-1 keys in state-dict order (docs/original/checkpoints.md#stage-1-file)."""
     yield from ("decoder_pos_embed", "mask_token", "sensor_token", "touch_model.embeddings.class_embedding",
                 "touch_model.embeddings.patch_embedding.weight", "touch_model.embeddings.position_embedding.weight",
                 "touch_model.pre_layrnorm.weight", "touch_model.pre_layrnorm.bias")
@@ -343,7 +345,8 @@ def to_original_stage1(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torc
     """Our TouchMAE state dict -> the original stage-1 layout (533 keys at ViT-L/14), in the original order.
 
     The unused keys are written back: ``touch_model.embeddings.patch_embedding.weight`` = ``patch_embed.weight.sum(1)``
-    (the image-equivalent 2-D conv, spec 8) and ``video_position_embedding.weight`` = a copy of ``pos_embed``.
+    (the image-equivalent 2-D conv, docs/original/architecture.md#invariants-and-equivalences) and
+    ``video_position_embedding.weight`` = a copy of ``pos_embed``.
     """
     out = OrderedDict()
     special = {

@@ -1,5 +1,6 @@
-"""Data for AnyTouch (ICLR 2025): the pre-training loaders of spec 4, the cross-sensor sampler of spec 3.3, the
-transforms of spec 4.1 and the entry points of docs/design.md (``build_dataset``, ``build_pretrain_set``).
+"""Data for AnyTouch (ICLR 2025): the pre-training loaders of docs/original/data.md, the cross-sensor sampler of
+docs/original/recipe.md#stage-2-cross-sensor-matching, the transforms of docs/original/data.md#transforms and the entry
+points of docs/design.md (``build_dataset``, ``build_pretrain_set``).
 
 Every dataset is declared once, by a :class:`DatasetSpec` in its own module; :mod:`anytouch.data.catalog` lists the
 package's own, and :func:`register` adds another.

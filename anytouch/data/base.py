@@ -1,14 +1,15 @@
-"""The machinery shared by the nine pre-training loaders of AnyTouch (spec 4.3-4.5).
+"""The machinery shared by the nine pre-training loaders of AnyTouch (docs/original/data.md).
 
 A loader scans its index files once, at construction, into a compact table of entries (one entry = the frames of
 one sample, oldest first, plus sensor id, paired vision frame, text file and object key); ``__getitem__`` reads
 and transforms them into the sample dicts of docs/design.md ("Data sample contract").
 
-Clips (spec 4.4): ``video`` = frames t-3..t (4 frames), ``cross_video`` = t-2..t, times the source's stride (3 for
-YCB-Slide); ``image`` / ``cross_image`` = frame t. A sample is kept only if every frame exists, looked up by its
-*exact* name in the cached directory listing (fixes spec 7 bug 7: no prefix matching). Every path is built from
-the data root (fixes bug 4). Index entries whose contact frame is missing are counted and reported in one warning;
-entries whose earlier frames are missing (e.g. t < 3) are left out as in the original and counted in ``stats``.
+Clips (docs/original/data.md#clip-frames): ``video`` = frames t-3..t (4 frames), ``cross_video`` = t-2..t, times the
+source's stride (3 for YCB-Slide); ``image`` / ``cross_image`` = frame t. A sample is kept only if every frame exists,
+looked up by its *exact* name in the cached directory listing (fixes docs/original/defects.md#7-tvl-prefix-matching: no
+prefix matching). Every path is built from the data root (fixes bug 4). Index entries whose contact frame is missing are
+counted and reported in one warning; entries whose earlier frames are missing (e.g. t < 3) are left out as in the
+original and counted in ``stats``.
 """
 from __future__ import annotations
 
@@ -124,7 +125,8 @@ class TouchDataset(Dataset):
     """Base class of the pre-training loaders. Subclasses set the class attributes and implement :meth:`scan`.
 
     Args:
-        root: the data root, laid out like the original ``tactile_datasets/`` (spec 4.3).
+        root: the data root, laid out like the original ``tactile_datasets/``
+        (docs/original/data.md#per-dataset-layout).
         clip: ``image`` | ``video`` | ``cross_image`` | ``cross_video``.
         stage: 1 (touch only) or 2 (adds ``vision``/``text`` with flags; cross kinds never do).
         image_size / vision_size: output sides of touch frames and camera images.
@@ -162,7 +164,7 @@ class TouchDataset(Dataset):
         self.text_dir = os.path.join(self.root, text_dir or self.text_default)
         if self.multimodal and self.has_text and not os.path.isdir(self.text_dir):
             raise DataError(f"{self.source}: text folder not found: {self.text_dir} (stage 2 needs the pre-tokenised "
-                            f"text files of spec 4.2; set data.text_dir to override)", self.text_dir)
+                            f"text files of docs/original/data.md#text; set data.text_dir to override)", self.text_dir)
         if antialias is None:
             antialias = not (clip == "cross_video" or (clip == "video" and self.stage == 1))
         self.touch_tf = TouchTransform(image_size, train=train, jitter=jitter, antialias=antialias)
@@ -200,7 +202,7 @@ class TouchDataset(Dataset):
             if os.path.isdir(d):
                 return d
         tried = ", ".join(os.path.join(self.root, c) for c in cands)
-        raise DataError(f"{self.source}: dataset folder not found (tried {tried}); expected the layout of spec 4.3 "
+        raise DataError(f"{self.source}: dataset folder not found (tried {tried}); expected the layout of docs/original/data.md#per-dataset-layout "
                         f"or data.paths.{self.source} pointing at it", os.path.join(self.root, cands[0]))
 
     def find_file(self, candidates: Sequence[str], what: str) -> str:

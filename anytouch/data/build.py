@@ -6,9 +6,9 @@ Every name is looked up in :mod:`anytouch.data.registry`; real data is built by 
 
 Options handled here, for every dataset: ``on_error`` ("raise" | "skip", see :mod:`anytouch.data.skip`) and, for the
 cross-sensor anchor source (TacQuad) with a cross kind, ``pairs`` (default True: wrap the frames into
-anchor/positive/negative triplets, spec 3.3; False: the raw frame set) and ``cross_seed``. The remaining options go
-to the builder (pre-training loaders: ``image_size, vision_size, clip, stage, train, path, text_dir, antialias,
-jitter``; TacQuad also ``parts``).
+anchor/positive/negative triplets, docs/original/recipe.md#stage-2-cross-sensor-matching; False: the raw frame set) and
+``cross_seed``. The remaining options go to the builder (pre-training loaders: ``image_size, vision_size, clip, stage,
+train, path, text_dir, antialias, jitter``; TacQuad also ``parts``).
 """
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def _print_table(title: str, rows: List[Tuple[str, str, object, object, object]]
 
 
 def build_pretrain_set(data_cfg: DataConfig, stage: int, kind: str, image_size: int, vision_size: int) -> Dataset:
-    """The mixed pre-training set of one kind (``image | video | cross_image | cross_video``), spec 3.4 / 4.5.
+    """The mixed pre-training set of one kind (``image | video | cross_image | cross_video``),
+    docs/original/recipe.md#stage-2-batch-interleaving, docs/original/data.md#loader-contents.
 
     Image/video: the enabled sources (``data_cfg.repeats[name] > 0``, in registration order) concatenated, each
     ``repeats`` times (the stage-2 config uses TAG x2 and Octopi x3, as the original). Image-only sources (SSVTP)

@@ -1,9 +1,9 @@
 """The datasets this package ships: one tuple of their declarations (:class:`~anytouch.data.spec.DatasetSpec`).
 
-The pre-training sources come in the original's order (spec 4.5), which is the order of the mixed pre-training set
-and of its count table; then the linear-probe sets (spec 4.6); then the benchmark task sets (``kind="bench"``).
-:mod:`anytouch.data.registry` registers this tuple; a dataset added outside the package is registered with
-:func:`anytouch.data.registry.register` instead.
+The pre-training sources come in the original's order (docs/original/data.md#loader-contents), which is the order of the
+mixed pre-training set and of its count table; then the linear-probe sets (docs/original/probes.md#probe-datasets); then
+the benchmark task sets (``kind="bench"``). :mod:`anytouch.data.registry` registers this tuple; a dataset added outside
+the package is registered with :func:`anytouch.data.registry.register` instead.
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
-"""Cloth (Yuan et al. ICRA 2018, "Active Clothing Material Perception"), folder ``yuan18``: spec 4.3 - 4.5.
+"""Cloth (Yuan et al. ICRA 2018, "Active Clothing Material Perception"), folder ``yuan18``: docs/original/data.md.
 
 Layout under ``<root>/yuan18/Data_ICRA18/Data/``: paths containing ``gelsight_frame/NNNN.png`` (4-digit). Sensor id
 0 (GelSight); no vision, no text (stage 2 uses it for the MAE term only). As in the release, a trial's frames are
 numbered from ``0001.png`` (frame 1 shows the gel before contact); trials hold 50 - 250 frames.
 
-Index (spec 7 bug 5): ``<root>/contact_yuan.csv`` (col 0 relative to ``Data/``, stage 1 / 2) and
-``yuan18/Data_ICRA18/contact_yuan.csv`` (verbatim ``tactile_datasets/...`` paths, cross kinds); each kind tries its
-original file first, and each row under ``Data/``, verbatim, then relative to root (first complete clip wins).
+Index (docs/original/defects.md#5-cross-loaders-read-other-files): ``<root>/contact_yuan.csv`` (col 0 relative to
+``Data/``, stage 1 / 2) and ``yuan18/Data_ICRA18/contact_yuan.csv`` (verbatim ``tactile_datasets/...`` paths, cross
+kinds); each kind tries its original file first, and each row under ``Data/``, verbatim, then relative to root (first
+complete clip wins).
 """
 from __future__ import annotations
 

@@ -18,9 +18,10 @@ STORES = ("raw", "packed")  # the values of data.store
 class DataConfig:
     """Where data lives and how sources are mixed.
 
-    ``source`` picks the data: ``files`` (the folder ``root``, laid out like the original ``tactile_datasets/``, spec
-    4.3) or ``synthetic`` (every dataset's built-in synthetic twin, set by ``data=synthetic``). ``paths`` overrides
-    one dataset's folder (values: folders, absolute or relative to ``root``); its keys are checked when the config is
+    ``source`` picks the data: ``files`` (the folder ``root``, laid out like the original ``tactile_datasets/``,
+    docs/original/data.md#per-dataset-layout) or ``synthetic`` (every dataset's built-in synthetic twin, set by
+    ``data=synthetic``). ``paths`` overrides one dataset's folder (values: folders, absolute or relative to ``root``);
+    its keys are checked when the config is
     built (:func:`path_keys`): a pre-training source (``tag``, ``tacquad``, ... read by
     :func:`~anytouch.data.build_pretrain_set`) or a probe set (``tag_material``, ``feel``, ``of1``, ... read by the
     probes). ``repeats`` keys must be registered pre-training sources. ``store=packed`` reads the pre-training sources

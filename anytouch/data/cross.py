@@ -1,4 +1,4 @@
-"""Cross-sensor matching samples of AnyTouch stage 2 (spec 3.3).
+"""Cross-sensor matching samples of AnyTouch stage 2 (docs/original/recipe.md#stage-2-cross-sensor-matching).
 
 Anchors are TacQuad frames (or 3-frame clips) with the first 3 frames of each contact range skipped. The positive is
 a uniformly drawn entry of the *same object* taken with a *different sensor* (any frame: coarse spatial alignment).
@@ -6,10 +6,11 @@ The negative is uniformly drawn from the whole pool (TacQuad plus every non-TacQ
 object*; its sensor may equal the anchor's.
 
 Differences from the original, which draws by rejection: objects seen by a single sensor are left out of the anchors
-up front (with a warning), instead of looping forever (spec 7 bug 8), and the negative is drawn directly over the
-pool minus the anchor object's entries, so both draws take constant time and have the original's distributions.
-Draws are a pure function of ``(seed, epoch, index)`` (``numpy.random.SeedSequence``), so DataLoader workers, DDP
-ranks and resumed runs see the same triplets; call :meth:`CrossSensorDataset.set_epoch` to vary them per epoch.
+up front (with a warning), instead of looping forever (docs/original/defects.md#8-endless-positive-sampling), and the
+negative is drawn directly over the pool minus the anchor object's entries, so both draws take constant time and have
+the original's distributions. Draws are a pure function of ``(seed, epoch, index)`` (``numpy.random.SeedSequence``), so
+DataLoader workers, DDP ranks and resumed runs see the same triplets; call :meth:`CrossSensorDataset.set_epoch` to vary
+them per epoch.
 """
 from __future__ import annotations
 

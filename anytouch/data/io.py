@@ -1,5 +1,5 @@
-"""Reading tactile / camera frames, videos and text index files from disk (spec 4: the original opens every image
-with PIL and converts to RGB).
+"""Reading tactile / camera frames, videos and text index files from disk (docs/original/data.md: the original opens
+every image with PIL and converts to RGB).
 
 Frames are decoded from their file bytes with ``torchvision.io.decode_image`` (JPEG, GIF, WebP); PNG and any other
 format (BMP, TIFF, ...) go through PIL. PNG is kept away from torchvision because its libpng wrapper crashes the

@@ -1,4 +1,4 @@
-"""Octopi / PhysiCLeAR (Yu et al. RSS 2024): spec 4.3 - 4.5 and spec 7 bug 6.
+"""Octopi / PhysiCLeAR (Yu et al. RSS 2024): docs/original/data.md and docs/original/defects.md#6-octopi-paths-disagree.
 
 Frames are ``%010d.jpg`` from a GelSight Mini (sensor id 3); no vision. Stage 2 text ``<text_dir>/octopi_<id>.pt``.
 

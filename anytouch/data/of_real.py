@@ -1,12 +1,12 @@
-"""ObjectFolder Real (Gao et al. CVPR 2023): spec 4.3 - 4.5.
+"""ObjectFolder Real (Gao et al. CVPR 2023): docs/original/data.md.
 
 Layout under ``<root>/objectfolder/real/tactile/``: touch paths containing ``gelsight/<n>.png`` (unpadded). Sensor
 id 2 (as the original; the sensor's identity is disputed, see datasets.md).
 
-Index (spec 7 bug 5): stage 1 ``<root>/contact_obj.csv`` (col 0 relative to ``tactile/``); cross kinds
-``objectfolder/real/contact_obj.csv`` (verbatim ``tactile_datasets/...`` paths); each kind tries its original
-file first. Stage 2 ``contact_text_obj.csv`` (``<root>/`` then ``objectfolder/real/``): col 0 touch path, col 1
-camera path (both relative to ``tactile/``), col 2 text id -> ``<text_dir>/obj_<id>.pt``.
+Index (docs/original/defects.md#5-cross-loaders-read-other-files): stage 1 ``<root>/contact_obj.csv`` (col 0 relative to
+``tactile/``); cross kinds ``objectfolder/real/contact_obj.csv`` (verbatim ``tactile_datasets/...`` paths); each kind
+tries its original file first. Stage 2 ``contact_text_obj.csv`` (``<root>/`` then ``objectfolder/real/``): col 0 touch
+path, col 1 camera path (both relative to ``tactile/``), col 2 text id -> ``<text_dir>/obj_<id>.pt``.
 """
 from __future__ import annotations
 

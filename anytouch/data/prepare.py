@@ -1,8 +1,10 @@
-"""Turn raw dataset downloads into the on-disk layout the AnyTouch loaders read (spec 4.3, 4.6; datasets.md).
+"""Turn raw dataset downloads into the on-disk layout the AnyTouch loaders read
+(docs/original/data.md#per-dataset-layout, docs/original/probes.md#probe-datasets; datasets.md).
 
-The original repository ships no preparation code except ``feel_data.py`` (spec 4.6); its index CSVs come from a
-side channel (the TacQuad Hugging Face repository). Each dataset that can be made from its raw release declares
-its step in its spec (``DatasetSpec.prepare``, next to its loader); this module is the command line over them:
+The original repository ships no preparation code except ``feel_data.py`` (docs/original/probes.md#probe-datasets); its
+index CSVs come from a side channel (the TacQuad Hugging Face repository). Each dataset that can be made from its raw
+release declares its step in its spec (``DatasetSpec.prepare``, next to its loader); this module is the command line
+over them:
 
 * ``tag``: ``dataset/<folder>/{gelsight,video}.mp4`` -> ``TAG/dataset/<folder>/{gelsight,video}_frame/%010d.jpg``,
   and the TAG list files (``label.txt``, ``train.txt`` ...) found in the download or the Touch-and-Go repository.

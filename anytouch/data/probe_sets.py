@@ -1,4 +1,5 @@
-"""The downstream (linear-probe) datasets of AnyTouch (ICLR 2025), spec section 4.6, with the transforms of 4.1/5.
+"""The downstream (linear-probe) datasets of AnyTouch (ICLR 2025), docs/original/probes.md#probe-datasets (transforms:
+docs/original/data.md#transforms).
 
 ``tag_material`` / ``tag_roughness`` / ``tag_hardness`` (Touch and Go), ``feel`` (The Feeling of Success, A/B
 GelSight pairs) and ``of1`` / ``of2`` (ObjectFolder 1.0 / 2.0 renderings) read the original's index files under the
@@ -6,9 +7,9 @@ data root. Samples follow docs/design.md: ``touch`` (3,H,W) float ImageNet-norma
 first, both frames with the same augmentation), ``sensor`` int, ``label`` int, ``source`` str.
 
 Beyond the original: ``split="val"`` with ``val_fraction > 0`` carves a seeded validation part out of the training
-list (:func:`carve_validation`), so a probe can select its epoch without looking at the test set (spec 5 and 7 item
-19: the original reports the best test epoch). ``SPECS`` declares the TAG and ObjectFolder probe sets (Feel's spec
-is in :mod:`anytouch.data.feel`).
+list (:func:`carve_validation`), so a probe can select its epoch without looking at the test set
+(docs/original/probes.md#protocol, docs/original/defects.md#19-tag-test-frames-in-pre-training: the original reports the
+best test epoch). ``SPECS`` declares the TAG and ObjectFolder probe sets (Feel's spec is in :mod:`anytouch.data.feel`).
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ __all__ = [
 # the folder (relative to the root) holding each probe set's own frames: without it the set is not downloaded
 PROBE_DIRS = {"tag_material": "TAG", "tag_roughness": "TAG", "tag_hardness": "TAG", "feel": "feel",
               "of1": "obj1.0", "of2": "obj2.0"}
-HARD_MATERIALS = frozenset({7, 8, 9, 11, 13})  # TAG material ids with hardness label 1 (spec 4.6)
-TOUCH_JITTER = (0.4, 0.4, 0.5, 0.3)  # touch-train (spec 4.1)
+HARD_MATERIALS = frozenset({7, 8, 9, 11, 13})  # TAG material ids with hardness label 1
+# (docs/original/probes.md#probe-datasets)
+TOUCH_JITTER = (0.4, 0.4, 0.5, 0.3)  # touch-train (docs/original/data.md#transforms)
 OF1_JITTER = (0.1, 0.1, 0.1, 0.1)
 Item = Tuple[Tuple[str, ...], int]  # (image paths, label); two paths for a Feel pair
 
@@ -111,7 +113,8 @@ def _need_file(path: str, what: str) -> str:
 
 
 def default_train(name: str, split: str) -> bool:
-    """Augmentation default of a probe set: on for the training split, except OF2 (spec 4.1: no augmentation)."""
+    """Augmentation default of a probe set: on for the training split, except OF2 (docs/original/data.md#transforms: no
+    augmentation)."""
     return split == "train" and name != "of2"
 
 
@@ -271,7 +274,8 @@ def build_of_probe(version: int, split: str = "train", root: str = ".", image_si
     Pairs from ``obj2.0/split.json`` (``{"train"|"test": [[item_id, png_id], ...]}``), labels from
     ``obj2.0/label.json`` (``{item_id: 0..6}``). ``path`` (absolute or relative to ``root``) is the folder holding
     ``obj1.0`` and ``obj2.0``. ``sensor`` defaults to -1 (universal), as the original probe scripts; the original
-    OF2 loader's id 5 is an untrained slot (spec 7 item 21). ``train=True`` on OF2 gives flips + jitter 0.1.
+    OF2 loader's id 5 is an untrained slot (docs/original/defects.md#21-of2-untrained-sensor-slot). ``train=True`` on
+    OF2 gives flips + jitter 0.1.
     """
     _check_split(split)
     if version not in (1, 2):

@@ -15,7 +15,8 @@ from .spec import DatasetSpec
 __all__ = ["DATASETS", "PRETRAIN_SOURCES", "PROBE_NAMES", "register", "unregister", "get", "specs", "names"]
 
 DATASETS: Dict[str, DatasetSpec] = {spec.name: spec for spec in SPECS}
-# the package's own pre-training sources (original order, spec 4.5) and probe sets (spec 4.6)
+# the package's own pre-training sources (original order, docs/original/data.md#loader-contents) and probe sets
+# (docs/original/probes.md#probe-datasets)
 PRETRAIN_SOURCES = tuple(s.name for s in SPECS if s.kind == "pretrain")
 PROBE_NAMES = tuple(s.name for s in SPECS if s.kind == "probe")
 

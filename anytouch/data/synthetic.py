@@ -2,17 +2,20 @@
 synthetic``), same sample contract as real data.
 
 Frames come from :mod:`anytouch.data.synthetic_render` at ``SyntheticConfig.render_size`` and then go through the
-same transforms as real data (spec 4.1: touch-train / touch-test, OF1 jitter 0.1, OF2 none, vision-train). The
-rendered content of sample ``i`` (object, pose, frames, caption, label) is a pure function of ``(seed, name, split,
-i)``; the augmentation draws come from torch's global RNG, exactly as for real data, so the engine's per-(epoch,
-index) seeding makes augmented samples reproducible too, and every epoch still sees fresh augmentations.
+same transforms as real data (docs/original/data.md#transforms: touch-train / touch-test, OF1 jitter 0.1, OF2 none,
+vision-train). The rendered content of sample ``i`` (object, pose, frames, caption, label) is a pure function of
+``(seed, name, split, i)``; the augmentation draws come from torch's global RNG, exactly as for real data, so the
+engine's per-(epoch, index) seeding makes augmented samples reproducible too, and every epoch still sees fresh
+augmentations.
 
 Each twin is read off the dataset's spec (:mod:`anytouch.data.spec`): a pre-training source's twin keeps its sensor
-ids, stride and modality availability (spec 4.3, 4.5): stage-2 samples carry a
-pseudo camera image and a caption only where the real source has them (Cloth / YCB-Slide: neither; VisGel: no text;
-Octopi: no vision; a quarter of TAG rows withhold the text like its ``test_flag``). Probe labels (spec 4.6) are
-learnable from the pixels: material <-> texture/shape, roughness <-> texture amplitude, hardness <-> contact
-softness, Feel grasp success <-> both fingers in firm contact (failure = one weak, shifted contact), OF 7 classes.
+ids, stride and modality availability (docs/original/data.md#per-dataset-layout, #loader-contents): stage-2 samples
+carry a pseudo camera image and a caption only where the real source has them (Cloth / YCB-Slide: neither; VisGel: no
+text;
+Octopi: no vision; a quarter of TAG rows withhold the text like its ``test_flag``). Probe labels
+(docs/original/probes.md#probe-datasets) are learnable from the pixels: material <-> texture/shape, roughness <->
+texture amplitude, hardness <-> contact softness, Feel grasp success <-> both fingers in firm contact (failure = one
+weak, shifted contact), OF 7 classes.
 """
 from __future__ import annotations
 
@@ -80,7 +83,8 @@ class _Synthetic(Dataset):
 
 
 class SyntheticProbe(_Synthetic):
-    """A probe set (spec 4.6): ``touch`` (3,H,W) (Feel: (2,3,H,W), A then B), ``sensor``, ``label``, ``source``."""
+    """A probe set (docs/original/probes.md#probe-datasets): ``touch`` (3,H,W) (Feel: (2,3,H,W), A then B), ``sensor``,
+    ``label``, ``source``."""
 
     def __init__(self, name: str, twin: ProbeTwin, split: str, image_size: int, cfg: SyntheticConfig, train: bool,
                  indices: Sequence[int], sensor: int):
@@ -138,7 +142,7 @@ class SyntheticPretrain(_Synthetic):
         n, k = np.arange(count), len(spec.sensors)
         self.object_ids = (n // k) % OBJECTS_PER_SOURCE
         self.sensor_ids = np.asarray(spec.sensors)[n % k]
-        if antialias is None:  # spec 4.1: no antialiasing for stage-1 video and cross video
+        if antialias is None:  # docs/original/data.md#transforms: no antialiasing for stage-1 video and cross video
             antialias = not (clip == "cross_video" or (clip == "video" and stage == 1))
         self.touch_tf = TouchTransform(image_size, train=train, jitter=jitter, antialias=antialias)
         self.vision_tf = VisionTransform(vision_size, train=train)
@@ -209,7 +213,8 @@ def build_synthetic(name: str, split: str = "train", image_size: int = 224, *, c
             ``seed``, ``render_size`` override its fields.
         val_fraction, val_seed: carve a validation part out of a probe training set (:func:`carve_validation`).
         sensor: probe sensor id (default: the spec's first sensor id: 0 for TAG and Feel, -1 for OF1/OF2).
-        antialias, jitter: pre-training touch transform settings (default as the real loaders, spec 4.1).
+        antialias, jitter: pre-training touch transform settings (default as the real loaders,
+        docs/original/data.md#transforms).
         options: ``path``, ``text_dir``, ``split_id``, ``on_error`` are accepted and have no effect here.
     Returns:
         a Dataset of dicts following the sample contract of docs/design.md.
@@ -239,5 +244,5 @@ def build_synthetic(name: str, split: str = "train", image_size: int = 224, *, c
     if stage not in (1, 2):
         raise ValueError(f"stage {stage!r}; expected 1 or 2")
     if split != "train":
-        raise ValueError(f"pre-training set {name!r} has only split 'train' (spec 4.1), got {split!r}")
+        raise ValueError(f"pre-training set {name!r} has only split 'train' (docs/original/data.md#transforms), got {split!r}")
     return SyntheticPretrain(spec, image_size, cfg, clip, stage, train, vision_size, antialias, jitter)

@@ -1,12 +1,13 @@
 """Procedural visuo-tactile rendering behind the built-in synthetic data (``data.root == "synthetic"``).
 
-Not part of AnyTouch (ICLR 2025): a stand-in for the sensor images of spec section 4 so that the loaders, both
-pre-training stages (spec 1.7, 3) and the probes (spec 4.6, 5) run without any download. A touch frame is an
-object of some shape and surface texture pressed into a gel (a height map), shaded the way a visuo-tactile sensor
-shows surface slope, through one sensor "look" per sensor id of spec 1.4 (background colour, illumination gradient,
-coloured side lights, gel tint, printed markers on the GelSight-like sensors). Clips press the object in deeper and
-slide it frame by frame. A paired pseudo-camera image shows the object's colour and texture, and a caption names its
-attributes. Everything is numpy at a small size (``SyntheticConfig.render_size``), uint8 (3,R,R).
+Not part of AnyTouch (ICLR 2025): a stand-in for the sensor images of docs/original/data.md so that the loaders, both
+pre-training stages (docs/original/architecture.md#mae-losses, docs/original/recipe.md#stage-2-alignment-and-matching)
+and the probes (docs/original/probes.md#probe-datasets, #protocol) run without any download. A touch frame is an object
+of some shape and surface texture pressed into a gel (a height map), shaded the way a visuo-tactile sensor shows surface
+slope, through one sensor "look" per sensor id of docs/original/architecture.md#sensor-tokens (background colour,
+illumination gradient, coloured side lights, gel tint, printed markers on the GelSight-like sensors). Clips press the
+object in deeper and slide it frame by frame. A paired pseudo-camera image shows the object's colour and texture, and a
+caption names its attributes. Everything is numpy at a small size (``SyntheticConfig.render_size``), uint8 (3,R,R).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class Look:
     markers: float  # printed-marker grid spacing in pixels at 64 px (0 = no markers)
 
 
-# One look per sensor id of spec 1.4; -1 is the look of the simulated ObjectFolder 1.0/2.0 renderings.
+# One look per sensor id of docs/original/architecture.md#sensor-tokens; -1 is the look of the simulated ObjectFolder
+# 1.0/2.0 renderings.
 LOOKS = {
     0: Look("gelsight", (0.42, 0.40, 0.38), (0.10, 0.06, 0.00), 0.3,
             ((0.0, (0.55, 0.10, 0.05)), (2.1, (0.05, 0.50, 0.10)), (4.2, (0.05, 0.10, 0.55))), (0.04, 0.04, 0.04), 8),
@@ -75,7 +77,7 @@ def _materials(names: Sequence[str], rough: Sequence[int], soft: Sequence[int], 
     )
 
 
-# 20 material classes of the TAG-like probe (spec 4.6). Ids {7, 8, 9, 11, 13} are the soft ones, so the TAG
+# 20 material classes of the TAG-like probe (docs/original/probes.md#probe-datasets). Ids {7, 8, 9, 11, 13} are the soft
 # hardness rule (those ids -> 1) gives "soft" = 1. The names are ours (captions), not TAG's category list.
 TAG_MATERIALS = _materials(
     ("concrete", "plastic", "glass", "wood", "metal", "brick", "tile", "leather", "foam", "rubber",

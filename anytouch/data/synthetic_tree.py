@@ -1,4 +1,5 @@
-"""Write a small data root in the ORIGINAL on-disk layout (spec 4.2, 4.3, 4.6) with synthetic frames.
+"""Write a small data root in the ORIGINAL on-disk layout (docs/original/data.md#text, #per-dataset-layout,
+docs/original/probes.md#probe-datasets) with synthetic frames.
 
 The real loaders (and ``anytouch.data.verify``) can then be exercised end to end without a download. Each dataset's
 spec names the writer of its part (``DatasetSpec.tree``); frames come from :mod:`anytouch.data.synthetic_render`

@@ -1,4 +1,5 @@
-"""TacQuad (the AnyTouch paper's own dataset, HF ``xxuan01/TacQuad``): spec 4.3 layout, 4.2 text, 3.3 anchors.
+"""TacQuad (the AnyTouch paper's own dataset, HF ``xxuan01/TacQuad``): docs/original/data.md#tacquad, #text; anchors:
+docs/original/recipe.md#stage-2-cross-sensor-matching.
 
 Layout under ``<root>/tacquad/``: ``contact_indoor.csv`` / ``contact_outdoor.csv`` (no header; ``item, gelsight_start,
 gelsight_end, digit_start, digit_end, duragel_start, duragel_end``, inclusive contact ranges; an empty or negative
@@ -11,7 +12,7 @@ not used (as in the original). The camera frame of touch frame t is picked by pr
 
 Older names from the original's history are accepted as fallbacks: ``contact_coarse.csv`` (indoor),
 ``contact_out.csv`` (outdoor) and the DuraGel folder ``tirgel``. Cross kinds skip the first 3 frames of each range
-(spec 4.4) and set ``object_ids`` (one id per CSV row and part) for :mod:`anytouch.data.cross`.
+(docs/original/data.md#clip-frames) and set ``object_ids`` (one id per CSV row and part) for :mod:`anytouch.data.cross`.
 """
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def write_tree(w: TreeWriter) -> None:
             m = TAG_MATERIALS[int(rng.integers(20))]
             item = f"{part}_object_{k}"
             row = [item]
-            n = w.frames + 3  # the cross-sensor loaders skip the first 3 frames of each contact range (spec 3.3)
+            n = w.frames + 3  # the cross-sensor loaders skip the first 3 frames of each contact range
+            # (docs/original/recipe.md#stage-2-cross-sensor-matching)
             for folder, sid in sensors.items():
                 scene, frames = w.sequence(rng, sid, m, n)
                 for t, f in enumerate(frames):

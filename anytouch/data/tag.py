@@ -1,10 +1,10 @@
-"""Touch and Go (TAG, Yang et al. NeurIPS 2022), pre-training part: spec 4.3 - 4.5.
+"""Touch and Go (TAG, Yang et al. NeurIPS 2022), pre-training part: docs/original/data.md.
 
 Layout under ``<root>/TAG/``: touch ``dataset/<folder>/gelsight_frame/<image>``, camera
 ``dataset/<folder>/video_frame/<image>``, image names ``%010d.jpg``. Sensor id 0 (GelSight).
 
 * Stage 1 and cross kinds read ``TAG/label.txt`` (lines ``folder/image,label``), every entry, so TAG test-split
-  frames enter pre-training as in the original (spec 7 quirk 19).
+  frames enter pre-training as in the original (docs/original/defects.md#19-tag-test-frames-in-pre-training).
 * Stage 2 reads ``contact_text_tag_notest.csv`` (``<root>/`` first, then ``TAG/``; columns ``folder, image_name,
   text_id, test_flag``); text ``<text_dir>/tag_<text_id>.pt`` except on rows with ``test_flag == 1``, whose text is
   withheld (touch and vision still used).

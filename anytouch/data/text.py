@@ -1,4 +1,4 @@
-"""Stage-2 text of AnyTouch (spec 4.2): the original's pre-tokenised ``.pt`` files, or raw strings.
+"""Stage-2 text of AnyTouch (docs/original/data.md#text): the original's pre-tokenised ``.pt`` files, or raw strings.
 
 An original text file ``torch.load``s to a pair ``(input_ids, attention_mask)`` made by the checkpoint's HF
 CLIPTokenizer (``padding="max_length", max_length=77, truncation=True``); a raw string goes through

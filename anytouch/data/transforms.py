@@ -1,4 +1,5 @@
-"""Training / evaluation transforms of AnyTouch (spec 4.1), split between the loader's workers and the device.
+"""Training / evaluation transforms of AnyTouch (docs/original/data.md#transforms), split between the loader's workers
+and the device.
 
 Touch: :meth:`TouchTransform.load` is the worker side -- frames resized in uint8 (:func:`~anytouch.preprocess.
 resize_uint8`) plus the sample's augmentation parameters (:func:`~anytouch.data.device_aug.draw_touch_params`, drawn

@@ -1,17 +1,18 @@
-"""TVL (Fu et al. ICML 2024, "A Touch, Vision, and Language Dataset"): its HCT part and SSVTP (spec 4.3 - 4.5).
+"""TVL (Fu et al. ICML 2024, "A Touch, Vision, and Language Dataset"): its HCT part and SSVTP (docs/original/data.md).
 
 **TVL-HCT** under ``<root>/TVL/tvl_dataset/hct/``: stage 1 and cross kinds read ``data<k>/contact.json`` (key
 ``tactile``: paths relative to ``data<k>/`` like ``<session>/tactile/<id>-<suffix>.jpg``); stage 2 reads
 ``contact_text_tvl.csv`` (``<root>/`` then ``hct/``; col 0 path relative to ``hct/``, col 1 text id ->
 ``<text_dir>/tvl_<id>.pt``). The camera frame is the tactile path with ``tactile`` replaced by ``vision`` (only in
-the part below ``hct/``). Clip neighbours are the files whose *numeric id equals* id-k exactly (fixes spec 7 bug
-7, the original's ``startswith(str(id-k))``); if several files share an id, the first in sorted order is used.
-Sensor id 1 (DIGIT).
+the part below ``hct/``). Clip neighbours are the files whose *numeric id equals* id-k exactly (fixes
+docs/original/defects.md#7-tvl-prefix-matching, the original's ``startswith(str(id-k))``); if several files share an id,
+the first in sorted order is used. Sensor id 1 (DIGIT).
 
 **SSVTP** (Kerr et al. 2023): ``images_tac/image_<id>_tac.jpg`` with camera image ``images_rgb/`` (name with every
 ``tac`` replaced by ``rgb``) and text ``<text_dir>/ssvtp_<id>.pt``. Folder ``TVL/tvl_dataset/ssvtp/`` (stage 1 / 2)
-or ``SSVTP/ssvtp_data/`` (the copy the original's cross loader reads, spec 7 bug 5): each kind tries its own first.
-Images only (no video kinds). Sensor id 1.
+or ``SSVTP/ssvtp_data/`` (the copy the original's cross loader reads,
+docs/original/defects.md#5-cross-loaders-read-other-files): each kind tries its own first. Images only (no video kinds).
+Sensor id 1.
 """
 from __future__ import annotations
 

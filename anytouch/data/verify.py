@@ -1,5 +1,6 @@
 """Check a data root before training: per dataset, how many samples the loaders find, which referenced files are
-missing and which do not decode (spec 4.3 layouts, 4.6 probe sets).
+missing and which do not decode (docs/original/data.md#per-dataset-layout,
+docs/original/probes.md#probe-datasets).
 
 Pre-training sources are opened as the stage-1 and stage-2 image loaders would open them (their index files,
 frames, camera frames and text files); index entries the loaders drop because a file is missing are counted from the

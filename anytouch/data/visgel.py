@@ -1,10 +1,10 @@
-"""VisGel (Li et al. CVPR 2019, "Connecting Touch and Vision via Cross-Modal Prediction"): spec 4.3 - 4.5.
+"""VisGel (Li et al. CVPR 2019, "Connecting Touch and Vision via Cross-Modal Prediction"): docs/original/data.md.
 
 Layout under ``<root>/visgel/images/``: touch ``touch/<...>/frameNNNN.jpg`` (4-digit), camera frames at the same
 relative path under ``vision/``. Sensor id 0 (GelSight); no text.
 
-Index (spec 7 bug 5: the original reads different files per loader, accepted here as alternatives):
-``<root>/contact_visgel.csv`` (col 0 relative to ``images/touch/``, stage 1 / 2) and
+Index (docs/original/defects.md#5-cross-loaders-read-other-files: the original reads different files per loader,
+accepted here as alternatives): ``<root>/contact_visgel.csv`` (col 0 relative to ``images/touch/``, stage 1 / 2) and
 ``visgel/images/contact_visgel.csv`` (verbatim paths from the original repository root, cross kinds). Stage 1 / 2
 try the first file first, cross kinds the second; each row is resolved under ``images/touch/``, then as a verbatim
 ``tactile_datasets/...`` path, then relative to root: the first location holding all the clip's frames wins.

@@ -1,4 +1,4 @@
-"""YCB-Slide (Suresh et al. ICRA 2023, DIGIT sliding on YCB objects): spec 4.3 - 4.5.
+"""YCB-Slide (Suresh et al. ICRA 2023, DIGIT sliding on YCB objects): docs/original/data.md.
 
 Layout under ``<root>/YCB-Slide/real/``: ``<object>/dataset_<k>/frames/frame_%07d.jpg``. Every frame is used (no
 contact index). Clips have stride 3: video t-9, t-6, t-3, t; cross video t-6, t-3, t. Sensor id 1 (DIGIT); no vision,

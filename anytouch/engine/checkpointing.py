@@ -1,13 +1,13 @@
 """Training checkpoints: what they hold, where they go, and how a run finds the one to resume from.
 
 Files in ``output_dir``: ``checkpoint-last.pth`` (rewritten at every save: every N steps, every epoch, at the end)
-and ``checkpoint-<epoch>.pth`` (written after a finished epoch, the original's naming, spec 6.4). The original keeps
-every epoch's file -- tens of GB for ViT-L/14 over 20 epochs -- so only the newest ``keep_last`` epoch files and every
-``keep_every``-th are kept (:func:`prune_epoch_checkpoints`). All are written atomically (temp file + rename), and
-older epoch files are deleted only after the new one is in place, so a crash or a non-finite loss never damages the
-last good file. The content is our checkpoint format (docs/design.md) plus the training state: optimizer, scaler,
-global step, data position (epoch + step within the epoch) and the RNG states of every rank -- all loadable with
-``torch.load(weights_only=True)``.
+and ``checkpoint-<epoch>.pth`` (written after a finished epoch, the original's naming,
+docs/original/checkpoints.md#training-checkpoint-files). The original keeps every epoch's file -- tens of GB for
+ViT-L/14 over 20 epochs -- so only the newest ``keep_last`` epoch files and every ``keep_every``-th are kept
+(:func:`prune_epoch_checkpoints`). All are written atomically (temp file + rename), and older epoch files are deleted
+only after the new one is in place, so a crash or a non-finite loss never damages the last good file. The content is our
+checkpoint format (docs/design.md) plus the training state: optimizer, scaler, global step, data position (epoch + step
+within the epoch) and the RNG states of every rank -- all loadable with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 

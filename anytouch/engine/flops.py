@@ -38,7 +38,8 @@ def mae_forward_flops(arch: ArchConfig, mask_ratio: float = 0.75, video: bool = 
         # Conv3d over all N patches (masking comes after the embedding): kernel of frames x rgb x p x p per output
         "patch_embed": 2 * n * t.width * arch.num_frames * 3 * p * p,
         "encoder": transformer_flops(enc_tokens, t.width, t.layers, t.mlp_width),
-        "projection": 2 * enc_tokens * t.width * arch.projection_dim,  # every token is projected (spec 1.2)
+        "projection": 2 * enc_tokens * t.width * arch.projection_dim,  # every token is projected
+        # (docs/original/architecture.md#touch-encoder)
         "decoder_embed": 2 * enc_tokens * arch.projection_dim * dec.width,
         "decoder": transformer_flops(dec_tokens, dec.width, dec.layers, dec.mlp_width),
         "head": 2 * n * dec.width * head_out,  # the prefix tokens are dropped before the head

@@ -1,10 +1,11 @@
-"""Per-epoch interleaving of several loaders (spec 3.4 / 3.5), identical on every rank and resumable.
+"""Per-epoch interleaving of several loaders (docs/original/recipe.md#stage-2-batch-interleaving,
+#stage-1-batch-interleaving), identical on every rank and resumable.
 
 Each epoch is a uniformly random interleaving of all batches of all loaders: a permutation of 0..ΣN_i−1 where each
 value maps to the loader owning that slot, so every loader is consumed exactly once per epoch (``drop_last``).
 The original drew the permutation from the global RNG seeded with seed+rank, so ranks ran different batch types at
-the same step (spec 7 item 24); here it comes from a generator seeded by (seed, epoch): identical on every rank,
-and the same after a resume.
+the same step (docs/original/defects.md#24-per-rank-batch-schedule); here it comes from a generator seeded by (seed,
+epoch): identical on every rank, and the same after a resume.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Run outputs on rank 0: tensorboard scalars, a JSON-lines log (``log.jsonl``) and a tqdm progress bar.
 
-Tensorboard x-axis: ``int(epoch_float * 1000)`` as in the original (spec 6.5), so curves of runs with different
-batch sizes line up by epoch.
+Tensorboard x-axis: ``int(epoch_float * 1000)`` as in the original (docs/original/recipe.md#logging), so curves of runs
+with different batch sizes line up by epoch.
 """
 from __future__ import annotations
 

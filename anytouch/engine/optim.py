@@ -1,4 +1,5 @@
-"""AdamW with the AnyTouch parameter groups (spec 6.2, timm's ``param_groups_weight_decay``)."""
+"""AdamW with the AnyTouch parameter groups (docs/original/recipe.md#optimiser-and-schedule, timm's
+``param_groups_weight_decay``)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -34,7 +35,8 @@ def param_groups_weight_decay(model: nn.Module, weight_decay: float) -> List[Dic
 
 
 def resolve_lr(lr: Optional[float], blr: float, eff_batch: int) -> float:
-    """The absolute learning rate: ``lr`` if given, else ``blr · eff_batch / 256`` (the MAE rule, spec 6.1)."""
+    """The absolute learning rate: ``lr`` if given, else ``blr · eff_batch / 256`` (the MAE rule,
+    docs/original/recipe.md#commands-and-hyper-parameters)."""
     if lr is not None:
         return float(lr)
     return blr * eff_batch / 256

@@ -1,4 +1,5 @@
-"""Per-step schedules as pure functions of the global step (spec 6.2 and 1.4).
+"""Per-step schedules as pure functions of the global step (docs/original/recipe.md#optimiser-and-schedule,
+docs/original/architecture.md#sensor-tokens).
 
 The fractional epoch is ``e = step / steps_per_epoch`` (equivalently epoch + step-in-epoch / steps_per_epoch), so a
 resumed run computes exactly the values of an uninterrupted one.
@@ -18,7 +19,7 @@ def lr_at(step: int, steps_per_epoch: int, base_lr: float, epochs: float, warmup
     """Linear warm-up then half-cosine decay, evaluated at fractional epoch ``e = step / steps_per_epoch``.
 
     ``lr = base·e/warmup`` while ``e < warmup``; then ``min_lr + (base − min_lr)·½·(1 + cos(π·(e − warmup)/(epochs −
-    warmup)))`` (spec 6.2; the same value for every parameter group). Past ``epochs`` it stays at ``min_lr``.
+    warmup)))`` (docs/original/recipe.md#optimiser-and-schedule; the same value for every parameter group). Past ``epochs`` it stays at ``min_lr``.
     """
     if steps_per_epoch <= 0:
         raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
@@ -31,8 +32,9 @@ def lr_at(step: int, steps_per_epoch: int, base_lr: float, epochs: float, warmup
 
 
 def universal_prob(epoch_float: float, beta_start: float, beta_end: float, epochs: float) -> float:
-    """Probability of replacing a sample's sensor id by the universal id -1 (spec 1.4):
-    ``beta_start + (beta_end − beta_start)·e/epochs`` at fractional epoch ``e``."""
+    """Probability of replacing a sample's sensor id by the universal id -1
+    (docs/original/architecture.md#sensor-tokens): ``beta_start + (beta_end − beta_start)·e/epochs`` at fractional epoch
+    ``e``."""
     return beta_start + (beta_end - beta_start) * epoch_float / epochs
 
 

@@ -94,7 +94,7 @@ class Trainer:
 
     def scalar_names(self, name: str, parts: Dict[str, float]) -> Dict[str, float]:
         """Logged names of a ``name`` batch's parts (``train_loss_full`` is added for ``loss``): ``loss`` ->
-        ``train_loss_<name>`` (spec 6.5), ``loss_<x>`` -> ``train_loss_<name>_<x>``."""
+        ``train_loss_<name>`` (docs/original/recipe.md#logging), ``loss_<x>`` -> ``train_loss_<name>_<x>``."""
         return {f"train_loss_{name}{k[len('loss'):]}" if k.startswith("loss") else f"train_{k}_{name}": v
                 for k, v in parts.items()}
 
@@ -201,7 +201,7 @@ class Trainer:
             meter.add(present={"train_loss_full": present[0], **flags}, train_loss_full=means[0], **logged)
             self.log.update()
             if (step + 1) % t.log_every == 0 or i + 1 == spe:  # the epoch's last steps are flushed too
-                # x = the logged step's own position, int((step/spe)·1000) as in the original (spec 6.5); the
+                # x = the logged step's own position, int((step/spe)·1000) as in the original
                 # scalars are the means since the previous record, lr and sensor_p those of this step
                 rate = samples / (time.perf_counter() - tic)  # all ranks, since the last record
                 scalars = meter.pop()

@@ -1,4 +1,5 @@
-"""The whole AnyTouch model (stage 2, spec 2.2 and 3): touch branch (encoder + MAE decoder), CLIP vision tower with
+"""The whole AnyTouch model (stage 2, docs/original/checkpoints.md#stage-2-file,
+docs/original/recipe.md#stage-2-alignment-and-matching): touch branch (encoder + MAE decoder), CLIP vision tower with
 LoRA, frozen CLIP text tower, a learnable ``logit_scale`` and the cross-sensor matching head.
 
 A model built with ``towers=False`` is the stage-1 model behind the same interface: ``encode_touch`` and
@@ -35,7 +36,8 @@ class AnyTouchModel(nn.Module):
             rank = arch.lora_rank if lora else 0
             self.vision = VisionTower(arch.vision, arch.projection_dim, rank, arch.lora_alpha)
             self.text = TextTower(arch.text, arch.projection_dim)
-            self.text.requires_grad_(False)  # frozen in stage 2 (spec 3.1; kept out of the optimiser)
+            self.text.requires_grad_(False)  # frozen in stage 2 (docs/original/recipe.md#stage-2-what-trains; kept out
+            # of the optimiser)
             self.logit_scale = nn.Parameter(torch.tensor(float(arch.logit_scale_init)))
             self.cross_head = nn.Linear(arch.projection_dim, 1)
             nn.init.zeros_(self.cross_head.bias)
@@ -96,13 +98,15 @@ class AnyTouchModel(nn.Module):
 
     def mae_loss(self, touch: torch.Tensor, sensor: SensorLike, noise: Optional[torch.Tensor] = None,
                  mask_ratio: float = 0.75) -> Dict[str, torch.Tensor]:
-        """Stage-1 objective (spec 1.7) on (B,3,H,W) images or (B,4,3,H,W) clips. Returns the TouchMAE dict."""
+        """Stage-1 objective (docs/original/architecture.md#mae-losses) on (B,3,H,W) images or (B,4,3,H,W) clips.
+        Returns the TouchMAE dict."""
         return self.touch(touch, sensor, mask_ratio=mask_ratio, noise=noise)
 
     def set_stage2_trainable(self) -> None:
-        """What trains in stage 2 (spec 3.1, with the text tower truly frozen): the whole touch branch except the
-        fixed decoder positions; in the vision tower the LoRA matrices plus embeddings, LayerNorms and projection
-        (the transformer blocks' base weights frozen); ``logit_scale``; the cross-sensor head."""
+        """What trains in stage 2 (docs/original/recipe.md#stage-2-what-trains, with the text tower truly frozen): the
+        whole touch branch except the fixed decoder positions; in the vision tower the LoRA matrices plus embeddings,
+        LayerNorms and projection (the transformer blocks' base weights frozen); ``logit_scale``; the cross-sensor
+        head."""
         self._need_towers("set_stage2_trainable")
         self.touch.requires_grad_(True)
         self.text.requires_grad_(False)

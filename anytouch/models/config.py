@@ -1,4 +1,4 @@
-"""Architecture hyper-parameters, one dataclass per tower (spec section 1.1).
+"""Architecture hyper-parameters, one dataclass per tower (docs/original/architecture.md#configurations).
 
 Sizes come from a Hugging Face CLIP ``config.json`` (keys it omits take transformers' defaults, listed below) or
 from a named preset: ``anytouch-l14`` (the paper model: DataComp CLIP ViT-L/14 + the 512-wide MAE decoder),
@@ -68,7 +68,7 @@ class TextCfg:
 
 @dataclass
 class DecoderCfg:
-    """The MAE decoder (an HF ViTConfig with these fields overridden; spec 1.1)."""
+    """The MAE decoder (an HF ViTConfig with these fields overridden; docs/original/architecture.md#configurations)."""
 
     width: int = 512
     layers: int = 8

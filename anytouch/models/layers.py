@@ -1,4 +1,4 @@
-"""Transformer building blocks shared by every tower (CLIP ViT blocks, spec 1.2; the MAE decoder's ViT layers, 1.6).
+"""Transformer building blocks shared by every tower (docs/original/architecture.md).
 
 One pre-LN block serves the touch encoder, the CLIP vision and text towers and the MAE decoder: they differ only in
 width, LayerNorm eps and activation. Parameter names follow Hugging Face CLIP (``self_attn.q_proj``,

@@ -1,10 +1,11 @@
 """Stage-1 model of AnyTouch: masked autoencoding of tactile images and clips with next-frame prediction.
 
-Spec sections 1.5-1.7. Follows the readable split of MAE (He et al. 2022, facebookresearch/mae ``models_mae.py``):
-``patchify`` / ``unpatchify`` / ``forward_encoder`` / ``forward_decoder`` / ``forward_loss``. AnyTouch specifics:
-the decoder consumes the encoder tokens *after* the contrastive projection (no post-LN, spec 1.2), keeps the 6 prefix
-tokens (CLS + sensor tokens; only CLS gets a position), and a video head predicts 4 frames per patch: frames 0-2
-are reconstructed on masked patches, frame 3 is predicted everywhere (spec 1.7).
+docs/original/architecture.md. Follows the readable split of MAE (He et al. 2022, facebookresearch/mae
+``models_mae.py``): ``patchify`` / ``unpatchify`` / ``forward_encoder`` / ``forward_decoder`` / ``forward_loss``.
+AnyTouch specifics: the decoder consumes the encoder tokens *after* the contrastive projection (no post-LN,
+docs/original/architecture.md#touch-encoder), keeps the 6 prefix tokens (CLS + sensor tokens; only CLS gets a position),
+and a video head predicts 4 frames per patch: frames 0-2 are reconstructed on masked patches, frame 3 is predicted
+everywhere (docs/original/architecture.md#mae-losses).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ __all__ = ["TouchMAE", "sincos_pos_embed_2d"]
 
 
 def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Tensor:
-    """The MAE fixed 2-D sin-cos table, (1 + grid², dim) with an all-zero CLS row (spec 1.6).
+    """The MAE fixed 2-D sin-cos table, (1 + grid², dim) with an all-zero CLS row
+    (docs/original/architecture.md#mae-decoder).
 
     The first dim/2 channels encode the column index, the last dim/2 the row index (MAE's meshgrid order); within
     each half: sin(pos·ω_i) then cos(pos·ω_i), ω_i = 10000^(-i/(dim/4)).
@@ -121,9 +123,9 @@ class TouchMAE(nn.Module):
         return self.head_image(x)
 
     def forward_loss(self, target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Spec 1.7. target: normalised pixels, (B,3,H,W) or (B,pred_frames,3,H,W); pred as from forward_decoder;
-        mask (B, N), 1 = removed. Image: masked-patch MSE. Video: masked MSE over the reconstructed frames plus the
-        MSE of the predicted frame(s) over all patches."""
+        """docs/original/architecture.md#mae-losses. target: normalised pixels, (B,3,H,W) or (B,pred_frames,3,H,W); pred
+        as from forward_decoder; mask (B, N), 1 = removed. Image: masked-patch MSE. Video: masked MSE over the
+        reconstructed frames plus the MSE of the predicted frame(s) over all patches."""
         tgt = self.patchify(target)
         if self.norm_pix_loss:
             mean, var = tgt.mean(-1, keepdim=True), tgt.var(-1, keepdim=True)

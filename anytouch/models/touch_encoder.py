@@ -1,9 +1,10 @@
-"""The AnyTouch touch encoder (Feng et al., ICLR 2025), spec sections 1.2-1.5 and 1.8.
+"""The AnyTouch touch encoder (Feng et al., ICLR 2025), docs/original/architecture.md.
 
 A CLIP ViT whose token sequence is ``[CLS, 5 sensor tokens, patches]``. One patch embedding serves static images and
 3-frame clips: a Conv3d with weight (D, 3 frames, 3 rgb, p, p) fed the (B, T, C, H, W) tensor as it is, so that
-the frame axis acts as the conv's input channels and RGB as its depth (the original's axis layout, spec 1.3).
-Images are repeated to 3 identical frames; clips use their first 3 frames.
+the frame axis acts as the conv's input channels and RGB as its depth (the original's axis layout,
+docs/original/architecture.md#patch-embedding). Images are repeated to 3 identical frames; clips use their first 3
+frames.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ __all__ = ["TouchEncoder", "random_masking"]
 
 
 def random_masking(x: torch.Tensor, mask_ratio: float, noise: Optional[torch.Tensor] = None):
-    """Per-sample shuffle masking as in MAE (spec 1.5).
+    """Per-sample shuffle masking as in MAE (docs/original/architecture.md#random-masking).
 
     x: (B, N, D); noise: (B, N) (uniform by default; argsort ascending, the first ``int(N·(1-ratio))`` are kept).
     Returns (x_kept (B, K, D), mask (B, N) with 1 = removed in original patch order, ids_restore (B, N)).
@@ -70,7 +71,8 @@ class TouchEncoder(nn.Module):
 
         self.cls_token = nn.Parameter(torch.randn(t.width) * t.width ** -0.5)
         self.pos_embed = nn.Parameter(torch.randn(t.num_patches + 1, t.width) * 0.02)
-        # in_channels = frames, depth = RGB (spec 1.3): the kernel is (D, frames, rgb, p, p)
+        # in_channels = frames, depth = RGB (docs/original/architecture.md#patch-embedding): the kernel is (D, frames,
+        # rgb, p, p)
         self.patch_embed = nn.Conv3d(
             arch.num_frames, t.width, kernel_size=(3, t.patch_size, t.patch_size),
             stride=(3, t.patch_size, t.patch_size), bias=False,
@@ -166,6 +168,7 @@ class TouchEncoder(nn.Module):
         self.blocks.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set:
-        """Names excluded from weight decay beyond the 1-D / bias rule. The AnyTouch recipe (spec 6.2) decays every
-        other tensor, including ``sensor_tokens`` and ``pos_embed``, so this is empty."""
+        """Names excluded from weight decay beyond the 1-D / bias rule. The AnyTouch recipe
+        (docs/original/recipe.md#optimiser-and-schedule) decays every other tensor, including ``sensor_tokens`` and
+        ``pos_embed``, so this is empty."""
         return set()

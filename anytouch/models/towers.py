@@ -1,9 +1,10 @@
 """CLIP vision and text towers used by stage 2 (Radford et al. 2021; HF ``CLIPVisionTransformer`` /
-``CLIPTextTransformer`` semantics, spec 1.1 and 3.2).
+``CLIPTextTransformer`` semantics, docs/original/architecture.md#configurations,
+docs/original/recipe.md#stage-2-alignment-loss).
 
-The vision tower carries LoRA on q/k/v/out (spec 2.2) when ``lora_rank > 0``. The text tower pools at the argmax of
-``input_ids`` when ``eos_token_id == 2`` (the legacy HF rule the DataComp config triggers), else at the first
-``eos_token_id``.
+The vision tower carries LoRA on q/k/v/out (docs/original/checkpoints.md#stage-2-file) when ``lora_rank > 0``. The text
+tower pools at the argmax of ``input_ids`` when ``eos_token_id == 2`` (the legacy HF rule the DataComp config triggers),
+else at the first ``eos_token_id``.
 """
 from __future__ import annotations
 

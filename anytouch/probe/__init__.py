@@ -1,6 +1,6 @@
-"""Evaluation of AnyTouch touch encoders (Feng et al., ICLR 2025): linear probes (spec 5) with the original's
-protocol (:mod:`.official`) or on cached features with a hyper-parameter grid (:mod:`.cached`), touch->text
-zero-shot classification (:mod:`.zeroshot`) and cross-sensor retrieval (:mod:`.retrieval`).
+"""Evaluation of AnyTouch touch encoders (Feng et al., ICLR 2025): linear probes (docs/original/probes.md#protocol) with
+the original's protocol (:mod:`.official`) or on cached features with a hyper-parameter grid (:mod:`.cached`),
+touch->text zero-shot classification (:mod:`.zeroshot`) and cross-sensor retrieval (:mod:`.retrieval`).
 
 Entry points: ``python -m anytouch.probe --config configs/probe_<task>.yaml ...``,
 ``python -m anytouch.probe.zeroshot ...``, ``python -m anytouch.probe.retrieval ...``.

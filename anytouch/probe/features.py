@@ -2,7 +2,7 @@
 
 Feel samples are (B, 2, 3, H, W) pairs: each frame goes through the encoder as an image with the same sensor id and
 the head sees the concatenation [f(A), f(B)] (the original's cls path; its "global" path for pairs mixed up the
-axes, spec 7 bug 9, which this layout avoids).
+axes, docs/original/defects.md#9-feel-global-pooling-mixes-axes, which this layout avoids).
 
 Extraction view ``v`` of sample ``i`` is drawn exactly as the official loop's epoch ``v`` draws it
 (:class:`~anytouch.engine.data.EpochSeeded` with key (v, i) and the same seed), so with as many views as epochs the

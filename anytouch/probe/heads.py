@@ -1,11 +1,12 @@
 """Linear probe heads: the single head of the official protocol and G heads trained together on cached features.
 
-Initialisation follows the original ``init_head`` (spec 2.3): weight ~ trunc_normal(std 0.01) (timm's, truncated at
-+-2 absolute, i.e. not truncated in practice), bias keeps PyTorch's default ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
-Both draw from an explicit generator, so the official head and every head of a grid start from the same values.
+Initialisation follows the original ``init_head`` (docs/original/checkpoints.md#what-the-probe-reads): weight ~
+trunc_normal(std 0.01) (timm's, truncated at +-2 absolute, i.e. not truncated in practice), bias keeps PyTorch's default
+``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``. Both draw from an explicit generator, so the official head and every head of a
+grid start from the same values.
 
-The optimiser of spec 5 is AdamW over the head alone, one parameter group, weight decay on the bias too.
-:class:`GridAdamW` is the same update for a stack of G heads with one learning rate and weight decay per head
+The optimiser of docs/original/probes.md#protocol is AdamW over the head alone, one parameter group, weight decay on the
+bias too. :class:`GridAdamW` is the same update for a stack of G heads with one learning rate and weight decay per head
 (``torch.optim.AdamW`` has one value per parameter group, and a group cannot hold a slice of a tensor).
 """
 from __future__ import annotations

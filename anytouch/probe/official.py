@@ -1,6 +1,6 @@
-"""The official linear-probe protocol of AnyTouch (spec 5, ``main_probe.py``): a frozen encoder re-run every step on
-freshly augmented images, one linear head trained with AdamW and a per-iteration cosine schedule, the test set
-evaluated after every epoch.
+"""The official linear-probe protocol of AnyTouch (docs/original/probes.md#protocol, ``main_probe.py``): a frozen
+encoder re-run every step on freshly augmented images, one linear head trained with AdamW and a per-iteration cosine
+schedule, the test set evaluated after every epoch.
 
 Differences from the original, all deliberate: batches are sharded without ``DistributedSampler`` padding, so the
 reduced test accuracy counts every test sample exactly once (the original padded the test set to a multiple of the
@@ -81,7 +81,7 @@ def fit_official(encoder, train_set: Dataset, evals: Dict[str, Dataset], task: T
     spe = len(loader)
     head = LinearHead(task.head_in(encoder.proj.out_features), task.outputs, generator(recipe.head_seed)).to(device)
     model = wrap_ddp(head, env)
-    # spec 5: AdamW over the head only, one group, weight decay on the bias too
+    # docs/original/probes.md#protocol: AdamW over the head only, one group, weight decay on the bias too
     optimizer = torch.optim.AdamW(head.parameters(), lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
                                   weight_decay=recipe.weight_decay)
     stepper = Stepper(model, optimizer, device, precision, clip_grad)

@@ -1,4 +1,5 @@
-"""``python -m anytouch.probe``: the linear probes of AnyTouch (Feng et al., ICLR 2025; spec 4.6 and 5).
+"""``python -m anytouch.probe``: the linear probes of AnyTouch (Feng et al., ICLR 2025;
+docs/original/probes.md#probe-datasets, #protocol).
 
 For every task of ``probe.tasks`` and every protocol (``official``: the original's loop, :mod:`.official`;
 ``cached``: cached features and a hyper-parameter grid, :mod:`.cached`) this trains on the whole training set

@@ -1,8 +1,8 @@
 """Accuracy curves of a probe run and the three ways of turning them into one number.
 
 * ``paper``: the best test accuracy over epochs at the paper's hyper-parameters. This is what the original reports
-  (spec 5: it evaluates on the test set after every epoch and keeps the maximum), i.e. epoch selection on the test
-  set.
+  (docs/original/probes.md#protocol: it evaluates on the test set after every epoch and keeps the maximum), i.e. epoch
+  selection on the test set.
 * ``last``: the test accuracy after the last epoch, at the paper's hyper-parameters.
 * ``val``: the (grid point, epoch) with the best accuracy on a validation split carved from the training set, read
   from the curves of a second run trained without that split; the reported number is the test accuracy of the

@@ -1,4 +1,5 @@
-"""The downstream tasks of the AnyTouch linear probes (spec 4.6 and 5): what each predicts, its loss and its metric.
+"""The downstream tasks of the AnyTouch linear probes (docs/original/probes.md#probe-datasets, #protocol): what each
+predicts, its loss and its metric.
 
 Multi-class tasks use cross-entropy and top-1 accuracy; binary tasks (one logit) use BCE-with-logits and
 ``sigmoid(logit) > 0.5``, computed in fp32 (under fp16 autocast a tiny positive logit's sigmoid rounds to 0.5 and
@@ -49,7 +50,7 @@ class Task:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a head is trained (spec 5), shared by both protocols.
+    """How a head is trained (docs/original/probes.md#protocol), shared by both protocols.
 
     Attributes:
         pooling, sensor: the feature (``cls`` / ``global``; sensor id, -1 = universal).

@@ -2,7 +2,8 @@
 
 Each class is the text prompt ``template.format(material=name)`` (default "This tactile image shows a {material}
 surface."), encoded by the CLIP text tower; a touch image is assigned the class whose normalised text feature has
-the highest cosine similarity with its normalised touch feature (spec 1.8: CLS pooling, projected).
+the highest cosine similarity with its normalised touch feature (docs/original/architecture.md#touch-feature: CLS
+pooling, projected).
 
 Class names of the 20 Touch and Go materials (:data:`TAG_MATERIAL_NAMES`, in label-id order) follow TAG's
 ``category_reference.txt`` as we recall it. We could not check that file (it is on TAG's Google Drive, not in

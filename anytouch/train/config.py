@@ -1,8 +1,8 @@
 """Config sections of the training entry points (stage 1 here; stage 2 and the probes reuse the sections).
 
-Defaults are those of the original ``config.py`` (spec 6.1: 400 epochs, 40 warm-up epochs, weight decay 0.05,
-blr 1e-3, seed 0); ``configs/stage1.yaml`` sets the released stage-1 recipe on top. Group files
-``configs/model/<name>.yaml`` and ``configs/data/<name>.yaml`` fill the ``model`` and ``data`` sections.
+Defaults are those of the original ``config.py`` (docs/original/recipe.md#commands-and-hyper-parameters: 400 epochs, 40
+warm-up epochs, weight decay 0.05, blr 1e-3, seed 0); ``configs/stage1.yaml`` sets the released stage-1 recipe on top.
+Group files ``configs/model/<name>.yaml`` and ``configs/data/<name>.yaml`` fill the ``model`` and ``data`` sections.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ class ModelConfig:
     """Which network and where its initial weights come from."""
 
     arch: str = "anytouch-l14"  # a preset (anytouch-l14, small, tiny) or a Hugging Face CLIP config.json / folder
-    init: str = "clip"  # clip (spec 2.4) | random | checkpoint (an anytouch or original AnyTouch file)
+    init: str = "clip"  # clip (docs/original/checkpoints.md#clip-to-stage-1) | random | checkpoint (an anytouch or
+    # original AnyTouch file)
     clip_weights: Optional[str] = None  # HF CLIP pytorch_model.bin / .safetensors, or the folder holding it
     checkpoint: Optional[str] = None  # weights for init=checkpoint
     grad_checkpointing: bool = False  # recompute encoder blocks in backward (less memory, ~30% more compute)
@@ -46,7 +47,7 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW and the LR schedule (spec 6.2)."""
+    """AdamW and the LR schedule (docs/original/recipe.md#optimiser-and-schedule)."""
 
     lr: Optional[float] = None  # absolute LR; when null, lr = blr * effective batch / 256
     blr: float = 1e-3
@@ -71,7 +72,8 @@ class TrainConfig:
     accum_iter: int = 1
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 (with GradScaler) | fp32
     mask_ratio: float = 0.75
-    beta_start: float = 0.0  # universal-sensor probability at the start ... (spec 1.4)
+    beta_start: float = 0.0  # universal-sensor probability at the start ...
+    # (docs/original/architecture.md#sensor-tokens)
     beta_end: float = 0.0  # ... and at the end of training (the released scripts use 0.0 -> 0.75)
     max_steps: Optional[int] = None  # stop early after this many steps (smoke runs; the schedule still spans epochs)
     log_every: int = 20  # steps between tensorboard / log.jsonl records

@@ -1,7 +1,8 @@
 """Stage 1 of AnyTouch (Feng et al., ICLR 2025): masked autoencoding of tactile images and 4-frame clips.
 
-Spec 1.4-1.7 (model, universal-sensor schedule, losses), 3.5 (image/video interleaving), 6 (recipe, optimiser,
-schedule, checkpoints, logging). Run with torchrun (see ``train_stage1.sh``)::
+See docs/original/architecture.md (model, universal-sensor schedule, losses) and docs/original/recipe.md
+(stage-1 objective, image/video interleaving, optimiser, schedule, logging). Run with torchrun (see
+``train_stage1.sh``)::
 
     python -m anytouch.train.stage1 --config configs/stage1.yaml model=tiny data=synthetic run.resume=auto
 
@@ -35,7 +36,8 @@ LOADERS = ("image", "video")
 
 
 def build_model(cfg: ModelConfig, log=print) -> TouchMAE:
-    """A TouchMAE for ``cfg.arch``, initialised per ``cfg.init`` (clip: spec 2.4; random; checkpoint)."""
+    """A TouchMAE for ``cfg.arch``, initialised per ``cfg.init`` (clip: docs/original/checkpoints.md#clip-to-stage-1;
+    random; checkpoint)."""
     model = TouchMAE(get_arch(cfg.arch))
     if cfg.init == "clip":
         if not cfg.clip_weights:
@@ -72,8 +74,8 @@ def _load_weights(model: TouchMAE, path: str, log) -> None:
 
 
 class Stage1Trainer(Trainer):
-    """Image and 4-frame video batches interleaved per epoch (spec 3.5), MAE with mask ratio 0.75, the universal
-    sensor schedule of spec 1.4."""
+    """Image and 4-frame video batches interleaved per epoch (docs/original/recipe.md#stage-1-batch-interleaving), MAE
+    with mask ratio 0.75, the universal sensor schedule of docs/original/architecture.md#sensor-tokens."""
 
     kind, title = "stage1", "stage 1"
 

@@ -1,7 +1,8 @@
 """Stage 2 of AnyTouch (Feng et al., ICLR 2025): touch-vision-text alignment, continued MAE and cross-sensor matching.
 
-Spec 2.5 (initialisation), 3.1 (what trains), 3.2-3.4 (losses, four interleaved loaders), 1.4 (universal-sensor
-schedule, restarted for this stage), 6 (recipe, optimiser, checkpoints, logging). Run with torchrun (see
+See docs/original/checkpoints.md#stage-1-and-clip-to-stage-2 (initialisation), docs/original/recipe.md (what
+trains, losses, four interleaved loaders, optimiser, logging) and
+docs/original/architecture.md#universal-token-schedule (restarted for this stage). Run with torchrun (see
 ``train_stage2.sh``)::
 
     python -m anytouch.train.stage2 --config configs/stage2.yaml model=tiny data=synthetic \\
@@ -9,7 +10,7 @@ schedule, restarted for this stage), 6 (recipe, optimiser, checkpoints, logging)
 
 As in stage 1, every random draw is a function of (seed, epoch, step, rank, sample index), so a resumed run continues
 exactly like an uninterrupted one, and the batch type of every step is the same on every rank (the original's
-differed, spec 7 item 24).
+differed, docs/original/defects.md#24-per-rank-batch-schedule).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ from .config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 
 __all__ = ["Stage2Config", "LossConfig", "build_model", "load_stage1_touch", "prepare_batch", "Stage2Trainer", "main"]
 
-# loader name -> dataset kind, in the original's loader order (spec 3.4); the names give the tensorboard tags
+# loader name -> dataset kind, in the original's loader order (docs/original/recipe.md#stage-2-batch-interleaving); the
+# names give the tensorboard tags
 LOADERS = {"image": "image", "image_cross": "cross_image", "video": "video", "video_cross": "cross_video"}
 # the arch fields a stage-1 checkpoint must share with the stage-2 model (its towers may differ)
 TOUCH_ARCH_FIELDS = ("projection_dim", "touch", "decoder", "num_sensors", "tokens_per_sensor", "num_frames",
@@ -48,22 +50,26 @@ TOUCH_ARCH_FIELDS = ("projection_dim", "touch", "decoder", "num_sensors", "token
 
 @dataclass
 class Stage2ModelConfig(ModelConfig):
-    """``init``: ``clip`` = vision/text towers from ``clip_weights`` (spec 2.5), ``random`` = random towers (tests).
-    The touch branch (encoder + MAE decoder) comes from ``stage1_checkpoint``; without one, from CLIP as in stage 1
-    (``init=clip``) or random."""
+    """``init``: ``clip`` = vision/text towers from ``clip_weights``
+    (docs/original/checkpoints.md#stage-1-and-clip-to-stage-2), ``random`` = random towers (tests). The touch branch
+    (encoder + MAE decoder) comes from ``stage1_checkpoint``; without one, from CLIP as in stage 1 (``init=clip``) or
+    random."""
 
     stage1_checkpoint: Optional[str] = None  # ours (kind stage1) or an original stage-1 file
-    init_temp: float = 0.07  # logit_scale starts at ln(1 / init_temp) (spec 2.5 step 5)
+    init_temp: float = 0.07  # logit_scale starts at ln(1 / init_temp)
+    # (docs/original/checkpoints.md#stage-1-and-clip-to-stage-2 step 5)
 
 
 @dataclass
 class LossConfig:
-    """Weights and options of the stage-2 losses; defaults are the original ``config.py``'s (spec 3.2 / 3.3)."""
+    """Weights and options of the stage-2 losses; defaults are the original ``config.py``'s
+    (docs/original/recipe.md#stage-2-alignment-loss, #stage-2-cross-sensor-matching)."""
 
     alpha_vt: float = 0.2  # touch-vision (the released script: 1.0)
     alpha_vl: float = 0.2  # vision-text
     alpha_lt: float = 1.0  # touch-text
-    halve_touch_text: bool = False  # the original does not halve the touch-text InfoNCE (spec 7 item 16)
+    halve_touch_text: bool = False  # the original does not halve the touch-text InfoNCE
+    # (docs/original/defects.md#16-touch-text-loss-not-halved)
     cross_alpha: float = 1.0  # matching loss weight (the released script: 0.1)
     gather: bool = False  # contrastive negatives from every rank, with gradient (the original: per GPU)
     max_logit_scale: Optional[float] = None  # clamp logit_scale (e.g. 4.6052 = ln 100); the original does not
@@ -87,7 +93,7 @@ class Stage2Config:
     run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="log/output_stage2"))
 
 
-# -- initialisation (spec 2.5) ------------------------------------------------------------------------------------
+# -- initialisation (docs/original/checkpoints.md#stage-1-and-clip-to-stage-2) -----------------------------------------
 def load_stage1_touch(path: str, arch: ArchConfig, log: Callable[[str], None] = print) -> Dict[str, torch.Tensor]:
     """The TouchMAE state dict (encoder + decoder) of a stage-1 checkpoint of any format: one that stores its
     architecture must share the touch fields with ``arch``; others are loaded as ``TouchMAE(arch)`` (strict keys and
@@ -109,8 +115,9 @@ def load_stage1_touch(path: str, arch: ArchConfig, log: Callable[[str], None] = 
 
 
 def build_model(cfg: Stage2ModelConfig, log: Callable[[str], None] = print) -> AnyTouchModel:
-    """The stage-2 AnyTouchModel initialised per spec 2.5 (LoRA on the vision tower's q/k/v/out with the arch's
-    rank and alpha; ``logit_scale`` = ln(1/init_temp)). Trainability is left to ``set_stage2_trainable``."""
+    """The stage-2 AnyTouchModel initialised per docs/original/checkpoints.md#stage-1-and-clip-to-stage-2 (LoRA on the
+    vision tower's q/k/v/out with the arch's rank and alpha; ``logit_scale`` = ln(1/init_temp)). Trainability is left to
+    ``set_stage2_trainable``."""
     arch = get_arch(cfg.arch)
     model = AnyTouchModel(arch)
     touch = load_stage1_touch(cfg.stage1_checkpoint, arch, log) if cfg.stage1_checkpoint else None
@@ -144,8 +151,9 @@ def prepare_batch(batch: Mapping[str, torch.Tensor], p: float, universal: torch.
                   mask: Optional[torch.Generator], num_patches: int, device: torch.device) -> Dict[str, torch.Tensor]:
     """Loader batch (uint8 frames + augmentation parameters) -> objective inputs on ``device``: touch frames
     augmented and camera images normalised there (:func:`~anytouch.data.device_aug.batch_to_device`), sensor ids replaced by the universal id -1 with probability
-    ``p`` (one Bernoulli draw per sample from ``universal``, shared by anchor, positive and negative, spec 1.4), and
-    for alignment batches the MAE noise (B, num_patches) drawn from ``mask``."""
+    ``p`` (one Bernoulli draw per sample from ``universal``, shared by anchor, positive and negative,
+    docs/original/architecture.md#sensor-tokens), and for alignment batches the MAE noise (B, num_patches) drawn from
+    ``mask``."""
     if "anchor" in batch:
         roles = ("anchor", "positive", "negative")
         ids = replace_with_universal([batch[f"{r}_sensor"] for r in roles], p, universal)
@@ -162,8 +170,9 @@ def prepare_batch(batch: Mapping[str, torch.Tensor], p: float, universal: torch.
 
 
 class Stage2Trainer(Trainer):
-    """Four loaders interleaved per epoch (spec 3.4): alignment + MAE steps on image / video batches, matching steps
-    on cross-sensor image / clip batches; the universal-sensor schedule of spec 1.4, restarted for this stage."""
+    """Four loaders interleaved per epoch (docs/original/recipe.md#stage-2-batch-interleaving): alignment + MAE steps on
+    image / video batches, matching steps on cross-sensor image / clip batches; the universal-sensor schedule of
+    docs/original/architecture.md#sensor-tokens, restarted for this stage."""
 
     kind, title = "stage2", "stage 2"
 
@@ -173,7 +182,8 @@ class Stage2Trainer(Trainer):
         if set(t.batch_size) != set(LOADERS):
             raise ValueError(f"train.batch_size must give a size for each of {tuple(LOADERS)}, got {t.batch_size}")
         model = build_model(cfg.model, log=self.log.print).to(env.device)
-        model.set_stage2_trainable()  # the text tower stays frozen and out of the optimizer (spec 3.1)
+        model.set_stage2_trainable()  # the text tower stays frozen and out of the optimizer
+        # (docs/original/recipe.md#stage-2-what-trains)
         size, vsize = model.arch.touch.image_size, model.arch.vision.image_size
         stream = Interleaved({name: self._loader(name, kind, size, vsize) for name, kind in LOADERS.items()},
                              cfg.run.seed)

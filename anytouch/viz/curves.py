@@ -1,6 +1,6 @@
 """Training curves from the logs a run writes (anytouch.engine.logging): ``log.jsonl`` (one JSON record per logging
 step with ``epoch_float`` and the scalars), or, when a folder has none, its tensorboard event files (x axis
-``int(epoch_float * 1000)``, spec 6.5)."""
+``int(epoch_float * 1000)``, docs/original/recipe.md#logging)."""
 from __future__ import annotations
 
 import json

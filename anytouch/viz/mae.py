@@ -1,5 +1,5 @@
-"""What the stage-1 objective sees and produces (spec 1.5-1.7): inputs, masked inputs, reconstructions and the
-predicted next frame, one row per sample, in the style of the MAE paper's figures (He et al. 2022)."""
+"""What the stage-1 objective sees and produces (docs/original/architecture.md): inputs, masked inputs, reconstructions
+and the predicted next frame, one row per sample, in the style of the MAE paper's figures (He et al. 2022)."""
 from __future__ import annotations
 
 from pathlib import Path
