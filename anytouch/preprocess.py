@@ -27,7 +27,7 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD",
     "to_uint8_chw", "check_unit_range", "resize_uint8", "preprocess_touch", "preprocess_touch_batch",
-    "preprocess_vision", "vision_unit", "normalize",
+    "preprocess_vision", "vision_unit", "vision_shorter_side", "center_crop", "normalize",
     "BACKGROUND_OFFSET", "subtract_background", "preprocess_touch2", "preprocess_touch2_batch",
 ]
 
@@ -196,13 +196,23 @@ def preprocess_vision(img: ImageLike, size: int = 224) -> torch.Tensor:
 
 def vision_unit(img: ImageLike, size: int = 224) -> torch.Tensor:
     """:func:`preprocess_vision` before normalisation: (3,size,size) float in [0, 1]."""
+    return center_crop(vision_shorter_side(img, size), size)
+
+
+def vision_shorter_side(img: ImageLike, size: int = 224) -> torch.Tensor:
+    """The image resized (bicubic, antialiased) so its shorter side is ``size``: (3, >=size, >=size) float in [0, 1]."""
     x = to_uint8_chw(img).float().unsqueeze(0) / 255.0
     h, w = x.shape[-2:]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = _resize(x, (nh, nw), "bicubic").clamp(0, 1)
+    return _resize(x, (nh, nw), "bicubic").clamp(0, 1)[0]
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` window of a (..., H, W) tensor with H, W >= size."""
+    nh, nw = x.shape[-2:]
     top, left = (nh - size) // 2, (nw - size) // 2
-    return x[0, :, top:top + size, left:left + size]
+    return x[..., top:top + size, left:left + size]
 
 
 

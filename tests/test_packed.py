@@ -147,11 +147,109 @@ def test_store_packed_config_pack_and_verify_commands(tmp_path, capsys):
     assert "ok" in capsys.readouterr().out
     with pytest.raises(ValueError, match="re-pack with anytouch pack --size 32"):
         build_pretrain_set(DataConfig(root=root, repeats=only_tag, store="packed"), 1, "image", 32, 32)
-    with pytest.raises(ValueError, match="stage-2 image samples also need camera images"):
-        build_pretrain_set(DataConfig(root=root, repeats=only_tag, store="packed"), 2, "image", 16, 16)
+    with pytest.raises(ValueError, match="re-pack with anytouch pack --vision-size 32"):
+        build_pretrain_set(DataConfig(root=root, repeats=only_tag, store="packed"), 2, "image", 16, 32)
     shard = os.path.join(root, "packed", "tag", "shard-00000.u8")
     with open(shard, "r+b") as f:
         f.write(b"\xff\x00")
     with pytest.raises(SystemExit):
         main(["verify", "--packed", os.path.join(root, "packed")])
     assert "checksum mismatch in shard-00000.u8" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def stage2_tree(tmp_path_factory):
+    """A synthetic TAG tree (camera images, text, some samples without text) packed with stage 2."""
+    from anytouch.data.packed import pack_root
+    from anytouch.data.synthetic_tree import write_synthetic_tree
+
+    root = str(tmp_path_factory.mktemp("tree"))
+    write_synthetic_tree(root, names=["tag"], sequences=2, frames=6, size=24, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pack_root(root, os.path.join(root, "packed"), 16, ["tag"], ("image", "video"), log=lambda _: None,
+                  vision_size=20)
+    return root
+
+
+def _stage2_sets(root, kind, store, train=False):
+    from anytouch.data import DataConfig, PRETRAIN_SOURCES, build_pretrain_set
+
+    cfg = DataConfig(root=root, repeats={s: int(s == "tag") for s in PRETRAIN_SOURCES}, store=store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = build_pretrain_set(cfg, 2, kind, 16, 20)
+    if not train:  # build_pretrain_set trains; the evaluation view of the same sources compares exactly
+        for part in ds.datasets:
+            if isinstance(part, PackedDataset):
+                part.train = False
+                part.vision_tf.augment = None
+                part.vision_tf.train = False
+            else:
+                part.touch_tf.train = part.vision_tf.train = False
+                part.vision_tf.augment = None
+    return ds
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_stage2_packed_equals_raw(stage2_tree, kind):
+    raw, packed = _stage2_sets(stage2_tree, kind, "raw"), _stage2_sets(stage2_tree, kind, "packed")
+    assert len(raw) == len(packed) > 0
+    flags = set()
+    for i in range(len(raw)):
+        r, p = raw[i], packed[i]
+        assert set(r) <= set(p) and set(p) - set(r) == {"object", "label"}
+        for key, value in r.items():
+            if isinstance(value, torch.Tensor):
+                assert p[key].dtype == value.dtype and p[key].shape == value.shape, key
+            else:
+                assert type(p[key]) is type(value), key
+        # stage-2 clips are antialiased in the raw loader too, so the touch frames are the same bytes
+        assert torch.equal(p["touch"], r["touch"]) and torch.equal(p["touch_aug"], r["touch_aug"])
+        # the stored image is the raw path's resize before its crop, rounded the same way: the same bytes
+        assert torch.equal(p["vision"], r["vision"])
+        for key in ("vision_flag", "text_flag", "sensor", "source"):
+            assert p[key] == r[key], key
+        assert torch.equal(p["text_ids"], r["text_ids"]) and torch.equal(p["text_mask"], r["text_mask"])
+        flags.add((r["vision_flag"], r["text_flag"]))
+    assert (1, 1) in flags and any(t == 0 for _, t in flags)  # samples with and without text were compared
+
+
+def test_stage2_training_view_draws_like_raw(stage2_tree):
+    """Under one seed the packed and raw training samples draw the same touch parameters and the same vision
+    rotation and flip; rotating the stored image instead of the original moves only the nearest-neighbour grid."""
+    raw, packed = _stage2_sets(stage2_tree, "image", "raw", True), _stage2_sets(stage2_tree, "image", "packed", True)
+    with seeded(11):
+        p = packed[0]
+    with seeded(11):
+        r = raw[0]
+    assert torch.equal(p["touch_aug"], r["touch_aug"]) and p["vision"].shape == r["vision"].shape
+    with seeded(11):
+        again = packed[0]
+    assert torch.equal(again["vision"], p["vision"])
+    eval_view = _stage2_sets(stage2_tree, "image", "packed")[0]["vision"]
+    assert not torch.equal(p["vision"], eval_view)  # the augmentation is applied on read
+
+
+def test_stage2_corrupt_vision_is_named_and_touch_only_store_refused(stage2_tree, tmp_path):
+    store = os.path.join(stage2_tree, "packed", "tag")
+    index = verify_packed(store)
+    assert index["vision"]["bytes"] > 0 and index["tables"]["stage2-video"]["stage2"]
+    corrupt = tmp_path / "tag"
+    import shutil
+    shutil.copytree(store, corrupt)
+    vision = corrupt / "vision.u8"
+    data = bytearray(vision.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    vision.write_bytes(bytes(data))
+    with pytest.raises(PackedStoreError, match="checksum mismatch in vision.u8") as e:
+        verify_packed(str(corrupt))
+    assert e.value.path == str(vision)
+    os.truncate(vision, 7)
+    with pytest.raises(PackedStoreError, match="vision.u8 has 7 bytes"):
+        verify_packed(str(corrupt), checksums=False)
+    w = PackWriter(str(tmp_path / "touch_only"), 8, "tag")
+    w.add_sample("image", [w.add_frame(torch.zeros(3, 8, 8, dtype=torch.uint8))], sensor=0)
+    w.close()
+    with pytest.raises(PackedStoreError, match="re-pack it with anytouch pack --stage 2"):
+        PackedDataset(str(tmp_path / "touch_only"), "image", stage=2)

@@ -74,16 +74,17 @@ def _source_options(data_cfg: DataConfig, name: str) -> dict:
     return {"root": data_cfg.root, "path": data_cfg.paths.get(name), "text_dir": data_cfg.text_dir}
 
 
-def _packed(data_cfg: DataConfig, name: str, stage: int, kind: str, image_size: int) -> Dataset:
-    """``data.store=packed``: source ``name``'s samples of ``kind`` from ``<packed_dir>/<name>`` (anytouch pack)."""
-    if stage == 2 and kind not in CROSS_KINDS:
-        raise ValueError(f"data.store=packed holds touch frames only; stage-2 {kind} samples also need camera "
-                         f"images and text: use data.store=raw for stage 2")
+def _packed(data_cfg: DataConfig, name: str, stage: int, kind: str, image_size: int, vision_size: int) -> Dataset:
+    """``data.store=packed``: source ``name``'s samples of ``kind`` from ``<packed_dir>/<name>`` (anytouch pack);
+    stage-2 image / video samples also read the store's camera images and text."""
     store = os.path.join(data_cfg.packed_dir or os.path.join(data_cfg.root, "packed"), name)
-    ds = PackedDataset(store, kind)
+    ds = PackedDataset(store, kind, stage=1 if kind in CROSS_KINDS else stage)
     if ds.size != image_size:
         raise ValueError(f"packed store {store} holds {ds.size}x{ds.size} frames, the model takes {image_size}x"
                          f"{image_size}; re-pack with anytouch pack --size {image_size}")
+    if ds.stage2 and ds.vision_size != vision_size:
+        raise ValueError(f"packed store {store} holds camera images for {ds.vision_size}x{ds.vision_size}, the model "
+                         f"takes {vision_size}x{vision_size}; re-pack with anytouch pack --vision-size {vision_size}")
     return ds
 
 
@@ -105,7 +106,8 @@ def build_pretrain_set(data_cfg: DataConfig, stage: int, kind: str, image_size: 
     negatives from every enabled source, each once (the original's cross sets do not duplicate). Prints a
     per-source count table on rank 0. The result has a ``counts`` attribute ``{source: (samples, repeat)}`` and is
     wrapped for ``data_cfg.on_error == "skip"``. ``data_cfg.store == "packed"`` reads each source from its packed
-    store (same samples, frames resized once with antialiasing, see :mod:`anytouch.data.packed`).
+    store (same samples, frames resized once with antialiasing, stage-2 camera images and text stored with them, see
+    :mod:`anytouch.data.packed`).
     """
     if kind not in ("image", "video") + CROSS_KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected image, video, cross_image or cross_video")
@@ -125,7 +127,7 @@ def build_pretrain_set(data_cfg: DataConfig, stage: int, kind: str, image_size: 
             rows.append((name, "-", "-", rep, "images only"))
             continue
         if data_cfg.store == "packed" and data_cfg.source == "files":
-            ds = _packed(data_cfg, name, stage, kind, image_size)
+            ds = _packed(data_cfg, name, stage, kind, image_size, vision_size)
         else:
             extra = dict(pairs=False) if spec.cross_anchor else {}
             ds = build_dataset(name, **common, **extra, **_source_options(data_cfg, name))

@@ -25,7 +25,8 @@ class DataConfig:
     built (:func:`path_keys`): a pre-training source (``tag``, ``tacquad``, ... read by
     :func:`~anytouch.data.build_pretrain_set`) or a probe set (``tag_material``, ``feel``, ``of1``, ... read by the
     probes). ``repeats`` keys must be registered pre-training sources. ``store=packed`` reads the pre-training sources
-    from the packed stores ``anytouch pack`` wrote (:mod:`anytouch.data.packed`; frames at model resolution).
+    from the packed stores ``anytouch pack`` wrote (:mod:`anytouch.data.packed`; frames at model resolution, camera
+    images and text for stage 2).
     """
 
     source: Literal["files", "synthetic"] = "files"

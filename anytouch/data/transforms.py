@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import torch
 import torchvision.transforms.v2 as T
 
-from ..preprocess import CLIP_MEAN, CLIP_STD, normalize, resize_uint8, vision_unit
+from ..preprocess import CLIP_MEAN, CLIP_STD, center_crop, normalize, resize_uint8, vision_unit
 from .device_aug import DEFAULT_JITTER, apply_touch_aug, draw_touch_params, jitter_ranges
 
 __all__ = ["TouchTransform", "VisionTransform"]
@@ -91,6 +91,17 @@ class VisionTransform:
             image = self.augment(image)
         # resized in float (the evaluation resize, preprocess_vision) and shipped as uint8: half a level off at most
         return (vision_unit(image, self.size) * 255).round_().to(torch.uint8)
+
+    def load_resized(self, image: torch.Tensor) -> torch.Tensor:
+        """The worker side for an image stored with its shorter side already at ``size`` (uint8, as a packed store
+        keeps it): augmented like :meth:`load`, then centre-cropped to (3,size,size) uint8. Rotation and flip act
+        about the centre, so they commute with the resize; only the nearest-neighbour rotation grid differs."""
+        if image.dtype != torch.uint8 or image.ndim != 3 or min(image.shape[-2:]) != self.size:
+            raise ValueError(f"VisionTransform.load_resized expects a (3,H,W) uint8 image with shorter side "
+                             f"{self.size}, got {image.dtype} {tuple(image.shape)}")
+        if self.augment is not None:
+            image = self.augment(image)
+        return center_crop(image, self.size).contiguous()
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """(3,H,W) -> (3,size,size) float, CLIP-normalised."""
