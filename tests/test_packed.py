@@ -1,5 +1,6 @@
 """Packed store: write from the raw loaders, read back the same samples, detect corruption by checksum."""
 import os
+import shutil
 import warnings
 
 import pytest
@@ -236,7 +237,6 @@ def test_stage2_corrupt_vision_is_named_and_touch_only_store_refused(stage2_tree
     index = verify_packed(store)
     assert index["vision"]["bytes"] > 0 and index["tables"]["stage2-video"]["stage2"]
     corrupt = tmp_path / "tag"
-    import shutil
     shutil.copytree(store, corrupt)
     vision = corrupt / "vision.u8"
     data = bytearray(vision.read_bytes())
